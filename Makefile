@@ -1,0 +1,38 @@
+# make up:   install what is missing (apt + a virtualenv), put kwire on the PATH, start a cluster
+# make test: the same set-up, then the whole test suite
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+APT_PKGS := python3 python3-venv python3-pip ca-certificates
+KUBECTL ?= /usr/bin/kubectl
+
+.PHONY: up down test unit integration e2e bench deps apt venv
+
+up: deps
+	kwire up
+
+down:
+	-kwire down
+
+deps: apt venv
+	ln -sf $(abspath $(VENV))/bin/kwire /usr/local/bin/kwire
+
+apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: deps
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+bench: deps
+	$(PY) bench/api.py

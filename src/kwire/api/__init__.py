@@ -1,0 +1,1 @@
+"""The Kubernetes REST API: kinds as data, admission, handlers."""
