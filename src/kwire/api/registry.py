@@ -61,6 +61,8 @@ class Kind:
     field_labels: field selector name -> getter, beyond metadata.name/namespace.
     status_subresource: the main resource ignores status changes and /status
         ignores everything else, as in Kubernetes.
+    keep_status_on_create: the status a client creates the object with is kept
+        (Nodes register with theirs); otherwise it is reset.
     spec_paths: top-level fields whose change bumps metadata.generation.
     """
 
@@ -74,6 +76,7 @@ class Kind:
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
     status_subresource: bool = False
+    keep_status_on_create: bool = False
     spec_paths: tuple[str, ...] = ("spec",)
     default: Callable[[Obj], None] = _no_default
     validate: Callable[[Obj], list[Cause]] = _no_causes

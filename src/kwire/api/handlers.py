@@ -1,0 +1,446 @@
+"""HTTP for the Kubernetes REST API: paths, query parameters, bodies, content
+negotiation (JSON, Table), watch streams. The work itself is done by Resources."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kwire.api import errors, tables
+from kwire.api.discovery import (OpenAPI, api_group, api_group_list, api_versions,
+                                 resource_list, version_info)
+from kwire.api.errors import APIError
+from kwire.api.registry import Kind, Registry
+from kwire.api.resources import DeleteOptions, Query, Resources, WriteOptions
+from kwire.api.selectors import SelectorError, parse_field_selector, parse_label_selector
+
+MAX_BODY = 3 * 1024 * 1024
+MAX_DEPTH = 100
+MAX_NODES = 1_000_000
+JSON = "application/json"
+PATCH_TYPES = {"application/json-patch+json": "json",
+               "application/merge-patch+json": "merge",
+               "application/strategic-merge-patch+json": "strategic",
+               "application/apply-patch+yaml": "apply",
+               "application/apply-patch+cbor": None}
+BOOKMARK_INTERVAL = 5.0
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def respond(obj: Any, status: int = 200, content_type: str = JSON,
+            warnings: list[str] | None = None) -> web.Response:
+    resp = web.Response(body=dumps(obj), status=status, content_type=None)
+    resp.headers["Content-Type"] = content_type
+    for w in warnings or ():
+        resp.headers.add("Warning", '299 - ' + json.dumps(w))
+    return resp
+
+
+def error_response(e: APIError) -> web.Response:
+    return respond(e.status(), e.code)
+
+
+def _check_bounds(obj: Any) -> None:
+    """Refuse documents too deep or too large once aliases are expanded."""
+    budget = MAX_NODES
+    stack = [(obj, 0)]
+    while stack:
+        cur, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise errors.bad_request("the request body has too many elements")
+        if depth > MAX_DEPTH:
+            raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(cur, dict):
+            stack.extend((v, depth + 1) for v in cur.values())
+        elif isinstance(cur, list):
+            stack.extend((v, depth + 1) for v in cur)
+
+
+def parse_body(raw: bytes, content_type: str) -> Any:
+    if len(raw) > MAX_BODY:
+        raise APIError(413, f"Request entity too large: limit is {MAX_BODY}",
+                       "RequestEntityTooLarge")
+    if not raw.strip():
+        raise errors.bad_request("the request body is empty")
+    try:
+        if "yaml" in content_type:
+            data = yaml.safe_load(raw)
+        else:
+            data = json.loads(raw)
+    except RecursionError:
+        raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+    except (ValueError, yaml.YAMLError) as e:
+        kind = "YAML" if "yaml" in content_type else "JSON"
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise errors.bad_request(f"error decoding {kind}: {first}")
+    _check_bounds(data)
+    return data
+
+
+def wants_table(request: web.Request) -> bool:
+    return "as=Table" in request.headers.get("Accept", "")
+
+
+@dataclass
+class Target:
+    """What a resource path names."""
+
+    kind: Kind
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+class API:
+    def __init__(self, resources: Resources, registry: Registry, address: str):
+        self.res = resources
+        self.registry = registry
+        self.address = address
+        self.openapi = OpenAPI(registry)
+        self.watches: set = set()
+        self.closing = asyncio.Event()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/version", self.version),
+            web.get("/healthz", self.health), web.get("/livez", self.health),
+            web.get("/readyz", self.health),
+            web.get("/healthz/{check:.*}", self.health), web.get("/livez/{check:.*}", self.health),
+            web.get("/readyz/{check:.*}", self.health),
+            web.get("/openapi/v3", self.openapi_root),
+            web.get("/openapi/v3/{path:.*}", self.openapi_doc),
+            web.route("*", "/api", self.core_versions),
+            web.route("*", "/apis", self.groups),
+            web.route("*", "/api/{version}", self.dispatch_core),
+            web.route("*", "/api/{version}/{rest:.*}", self.dispatch_core),
+            web.route("*", "/apis/{group}", self.group),
+            web.route("*", "/apis/{group}/{version}", self.dispatch_group),
+            web.route("*", "/apis/{group}/{version}/{rest:.*}", self.dispatch_group),
+        ]
+
+    # --- non-resource endpoints ------------------------------------------------------
+
+    async def version(self, request: web.Request) -> web.Response:
+        return respond(version_info())
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", content_type="text/plain")
+
+    async def openapi_root(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.openapi.root, content_type=JSON)
+
+    async def openapi_doc(self, request: web.Request) -> web.Response:
+        doc = self.openapi.docs.get(request.match_info["path"])
+        if doc is None:
+            raise errors.not_found_path()
+        return web.Response(body=doc, content_type=JSON)
+
+    async def core_versions(self, request: web.Request) -> web.Response:
+        _only_get(request)
+        return respond(api_versions(self.address))
+
+    async def groups(self, request: web.Request) -> web.Response:
+        _only_get(request)
+        return respond(api_group_list(self.registry))
+
+    async def group(self, request: web.Request) -> web.Response:
+        _only_get(request)
+        doc = api_group(self.registry, request.match_info["group"])
+        if doc is None:
+            raise errors.not_found_path()
+        return respond(doc)
+
+    # --- resources ---------------------------------------------------------------------
+
+    async def dispatch_core(self, request: web.Request) -> web.StreamResponse:
+        return await self._dispatch(request, "", request.match_info["version"],
+                                    request.match_info.get("rest", ""))
+
+    async def dispatch_group(self, request: web.Request) -> web.StreamResponse:
+        return await self._dispatch(request, request.match_info["group"],
+                                    request.match_info["version"],
+                                    request.match_info.get("rest", ""))
+
+    async def _dispatch(self, request: web.Request, group: str, version: str,
+                        rest: str) -> web.StreamResponse:
+        parts = [p for p in rest.split("/") if p]
+        if not parts:
+            _only_get(request)
+            doc = resource_list(self.registry, group, version)
+            if doc is None:
+                raise errors.not_found_path()
+            return respond(doc)
+        t = self._target(group, version, parts)
+        m = request.method
+        if t.subresource:
+            return await self._subresource(request, t)
+        if t.name is None:
+            if m == "GET":
+                q = self._query(request, t)
+                if _flag(request.query.get("watch")):
+                    return await self._watch(request, t, q)
+                return await self._list(request, t, q)
+            if m == "POST":
+                return await self._create(request, t)
+            if m == "DELETE":
+                return await self._delete_collection(request, t)
+            raise _not_allowed(m)
+        if m == "GET":
+            obj = await self.res.get(t.kind, t.namespace, t.name)
+            return self._object(request, t.kind, obj)
+        if m == "PUT":
+            body = parse_body(await request.read(), request.content_type)
+            opts = self._write_opts(request)
+            obj, created = await self.res.update(t.kind, t.namespace, t.name, body, opts)
+            return respond(obj, 201 if created else 200, warnings=opts.warnings)
+        if m == "PATCH":
+            return await self._patch(request, t)
+        if m == "DELETE":
+            return await self._delete(request, t)
+        raise _not_allowed(m)
+
+    def _target(self, group: str, version: str, parts: list[str]) -> Target:
+        reg = self.registry
+        ns: str | None = None
+        if parts[0] == "namespaces" and len(parts) >= 3 and reg.resource(group, version, parts[2]):
+            ns, parts = parts[1], parts[2:]
+        kind = reg.resource(group, version, parts[0])
+        if kind is None or len(parts) > 3:
+            raise errors.not_found_path()
+        if ns is not None and not kind.namespaced:
+            raise errors.not_found_path()
+        name = parts[1] if len(parts) > 1 else None
+        sub = parts[2] if len(parts) > 2 else None
+        if sub is not None and sub not in kind.subresources:
+            raise errors.not_found_path()
+        if kind.namespaced and name is not None and ns is None:
+            raise errors.not_found_path()
+        return Target(kind, ns, name, sub)
+
+    def _query(self, request: web.Request, t: Target) -> Query:
+        qs = request.query
+        q = Query(namespace=t.namespace)
+        try:
+            if qs.get("labelSelector"):
+                q.label_selector = parse_label_selector(qs["labelSelector"])
+            if qs.get("fieldSelector"):
+                fs = parse_field_selector(qs["fieldSelector"])
+                allowed = {"metadata.name", "metadata.namespace", *t.kind.field_labels}
+                for f in fs.fields:
+                    if f not in allowed:
+                        raise errors.bad_request(f'field label not supported: {f}')
+                q.field_selector = fs
+        except SelectorError as e:
+            raise errors.bad_request(str(e))
+        q.limit = _int(qs.get("limit"), "limit") or 0
+        q.continue_token = qs.get("continue") or None
+        q.resource_version = qs.get("resourceVersion")
+        return q
+
+    def _write_opts(self, request: web.Request) -> WriteOptions:
+        qs = request.query
+        fv = qs.get("fieldValidation", "Warn") or "Warn"
+        if fv not in ("Strict", "Warn", "Ignore"):
+            raise errors.bad_request(f'fieldValidation must be one of "Ignore", "Warn", or '
+                                     f'"Strict", got "{fv}"')
+        dry = qs.getall("dryRun", [])
+        for d in dry:
+            if d != "All":
+                raise errors.bad_request(f'Invalid dry run value: "{d}"; supported: "All"')
+        return WriteOptions(dry_run=bool(dry), field_validation=fv,
+                            field_manager=qs.get("fieldManager"),
+                            force=_flag(qs.get("force")))
+
+    def _object(self, request: web.Request, kind: Kind, obj: dict,
+                status: int = 200) -> web.Response:
+        if wants_table(request):
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            return respond(tables.table(kind, [obj], meta,
+                                        request.query.get("includeObject", "Metadata")),
+                           status, tables.TABLE_CONTENT_TYPE)
+        return respond(obj, status)
+
+    async def _list(self, request: web.Request, t: Target, q: Query) -> web.Response:
+        items, meta = await self.res.list(t.kind, q)
+        if wants_table(request):
+            return respond(tables.table(t.kind, items, meta,
+                                        request.query.get("includeObject", "Metadata")),
+                           content_type=tables.TABLE_CONTENT_TYPE)
+        return respond({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version,
+                        "metadata": meta, "items": items})
+
+    async def _create(self, request: web.Request, t: Target) -> web.Response:
+        body = parse_body(await request.read(), request.content_type)
+        opts = self._write_opts(request)
+        obj = await self.res.create(t.kind, t.namespace, body, opts)
+        return respond(obj, 201, warnings=opts.warnings)
+
+    async def _patch(self, request: web.Request, t: Target,
+                     subresource: str | None = None) -> web.Response:
+        ctype = request.content_type
+        if ctype not in PATCH_TYPES or PATCH_TYPES[ctype] is None:
+            raise APIError(415, f"the body of the request was in an unknown format - accepted "
+                           f"media types include: " + ", ".join(
+                               k for k, v in PATCH_TYPES.items() if v), "UnsupportedMediaType")
+        ptype = PATCH_TYPES[ctype]
+        opts = self._write_opts(request)
+        if ptype == "apply" and not opts.field_manager:
+            raise errors.invalid("PatchOptions", "", [errors.Cause(
+                "fieldManager", "FieldValueRequired",
+                "Required value: is required for apply patch")], "meta.k8s.io")
+        patch = parse_body(await request.read(), "yaml" if ptype == "apply" else JSON)
+        obj, created = await self.res.patch(t.kind, t.namespace, t.name, ptype, patch, opts,
+                                            subresource)
+        return respond(obj, 201 if created else 200, warnings=opts.warnings)
+
+    def _delete_options(self, request: web.Request, body: Any) -> DeleteOptions:
+        qs = request.query
+        opts = DeleteOptions()
+        if isinstance(body, dict):
+            opts.grace_period_seconds = body.get("gracePeriodSeconds")
+            opts.propagation_policy = body.get("propagationPolicy")
+            opts.preconditions = body.get("preconditions")
+            opts.dry_run = bool(body.get("dryRun"))
+            if body.get("orphanDependents") is True and not opts.propagation_policy:
+                opts.propagation_policy = "Orphan"
+        if "gracePeriodSeconds" in qs:
+            opts.grace_period_seconds = _int(qs["gracePeriodSeconds"], "gracePeriodSeconds")
+        if "propagationPolicy" in qs:
+            opts.propagation_policy = qs["propagationPolicy"]
+        if qs.get("orphanDependents") == "true" and not opts.propagation_policy:
+            opts.propagation_policy = "Orphan"
+        if qs.getall("dryRun", []):
+            opts.dry_run = True
+        return opts
+
+    async def _read_optional(self, request: web.Request) -> Any:
+        raw = await request.read()
+        return parse_body(raw, request.content_type) if raw.strip() else None
+
+    async def _delete(self, request: web.Request, t: Target) -> web.Response:
+        opts = self._delete_options(request, await self._read_optional(request))
+        obj = await self.res.delete(t.kind, t.namespace, t.name, opts)
+        return respond(obj)
+
+    async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        opts = self._delete_options(request, await self._read_optional(request))
+        items = await self.res.delete_collection(t.kind, self._query(request, t), opts)
+        return respond({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version,
+                        "metadata": {}, "items": items})
+
+    async def _subresource(self, request: web.Request, t: Target) -> web.Response:
+        m, sub = request.method, t.subresource
+        if sub == "status":
+            if m == "GET":
+                return respond(await self.res.get(t.kind, t.namespace, t.name))
+            if m == "PUT":
+                body = parse_body(await request.read(), request.content_type)
+                opts = self._write_opts(request)
+                obj, _ = await self.res.update(t.kind, t.namespace, t.name, body, opts,
+                                               "status")
+                return respond(obj, warnings=opts.warnings)
+            if m == "PATCH":
+                return await self._patch(request, t, "status")
+        elif sub == "finalize" and m == "PUT":
+            body = parse_body(await request.read(), request.content_type)
+            obj, _ = await self.res.update(t.kind, t.namespace, t.name, body,
+                                           self._write_opts(request), "finalize")
+            return respond(obj)
+        elif sub == "binding" and m == "POST":
+            body = parse_body(await request.read(), request.content_type)
+            await self.res.bind(t.kind, t.namespace, t.name, body)
+            return respond(errors.status_success(), 201)
+        else:
+            raise errors.not_found_path()
+        raise _not_allowed(m)
+
+    # --- watch -------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, t: Target, q: Query) -> web.StreamResponse:
+        qs = request.query
+        timeout = _int(qs.get("timeoutSeconds"), "timeoutSeconds")
+        if not timeout:
+            timeout = random.randint(1800, 3600)
+        bookmarks = _flag(qs.get("allowWatchBookmarks"))
+        table = wants_table(request)
+        include = qs.get("includeObject", "Metadata")
+        stream = await self.res.watch(t.kind, q)
+        resp = web.StreamResponse()
+        resp.content_type = tables.TABLE_CONTENT_TYPE if table else JSON
+        resp.enable_chunked_encoding()
+        self.watches.add(stream)
+        deadline = time.monotonic() + timeout
+        first = True
+        try:
+            await resp.prepare(request)
+            while not self.closing.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    ev = await asyncio.wait_for(stream.next(), min(left, BOOKMARK_INTERVAL))
+                except asyncio.TimeoutError:
+                    if bookmarks and time.monotonic() < deadline:
+                        await resp.write(self._bookmark(t.kind))
+                    continue
+                if ev is None:
+                    break
+                etype, obj = ev
+                if etype == "ERROR":
+                    await resp.write(dumps({"type": etype, "object": obj}) + b"\n")
+                    break
+                if table:
+                    obj = tables.table(t.kind, [obj], {"resourceVersion":
+                                                       obj["metadata"]["resourceVersion"]},
+                                       include, with_columns=first)
+                    first = False
+                await resp.write(dumps({"type": etype, "object": obj}) + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            stream.close()
+            self.watches.discard(stream)
+        return resp
+
+    def _bookmark(self, kind: Kind) -> bytes:
+        return dumps({"type": "BOOKMARK", "object": {
+            "kind": kind.kind, "apiVersion": kind.api_version,
+            "metadata": {"resourceVersion": str(self.res.store.revision)}}}) + b"\n"
+
+    async def close_watches(self) -> None:
+        self.closing.set()
+        for w in list(self.watches):
+            w.close()
+
+
+def _flag(v: str | None) -> bool:
+    return v is not None and v.lower() in ("true", "1")
+
+
+def _int(v: str | None, name: str) -> int | None:
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise errors.bad_request(f"invalid value for {name}: {v!r} is not an integer")
+
+
+def _only_get(request: web.Request) -> None:
+    if request.method != "GET":
+        raise _not_allowed(request.method)
+
+
+def _not_allowed(method: str) -> APIError:
+    return APIError(405, f"the server does not allow this method on the requested resource",
+                    "MethodNotAllowed")

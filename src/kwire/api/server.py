@@ -1,0 +1,141 @@
+"""The kwire API server process: HTTPS, the store, start-up objects, compaction
+and the embedded controller manager.
+
+Everything runs on one asyncio loop. Store writes are synchronous SQLite calls
+on that loop, which is what keeps allocation and compare-and-swap simple: no two
+requests are ever inside a write at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import traceback
+
+from aiohttp import web
+
+from kwire.api.allocators import ServiceAllocator
+from kwire.api.auth import Authenticator, User
+from kwire.api.errors import APIError
+from kwire.api.handlers import API, MAX_BODY, error_response
+from kwire.api.registry import load
+from kwire.api.resources import SYSTEM_NAMESPACES, Resources
+from kwire.cluster.config import ClusterConfig
+from kwire.cluster.pki import read_token_file, server_ssl_context
+from kwire.store.sqlite import SQLiteStore
+
+log = logging.getLogger("kwire.server")
+
+
+@web.middleware
+async def status_errors(request: web.Request, handler):
+    """Every failure leaves as a metav1.Status, never as a traceback."""
+    try:
+        return await handler(request)
+    except APIError as e:
+        return error_response(e)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(APIError(413, f"Request entity too large: limit is {MAX_BODY}",
+                                       "RequestEntityTooLarge"))
+    except web.HTTPException as e:
+        return error_response(APIError(e.status, e.reason or "error"))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as e:  # noqa: BLE001 - the server must answer, whatever broke
+        log.error("internal error on %s %s: %s", request.method, request.path,
+                  traceback.format_exc())
+        return error_response(APIError(500, f"Internal error occurred: {e}", "InternalError"))
+
+
+def build_app(resources: Resources, authenticator: Authenticator, address: str) -> tuple[
+        web.Application, API]:
+    api = API(resources, resources.registry, address)
+    app = web.Application(middlewares=[status_errors, authenticator.middleware],
+                          client_max_size=MAX_BODY + 1)
+    app.add_routes(api.routes())
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+
+    async def on_shutdown(_app: web.Application) -> None:
+        await api.close_watches()
+
+    app.on_shutdown.append(on_shutdown)
+    return app, api
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    raise APIError(404, "the server could not find the requested resource", "NotFound", {})
+
+
+async def bootstrap(res: Resources, config: ClusterConfig) -> None:
+    """The objects every cluster has from the start."""
+    reg = res.registry
+    ns_kind = reg.resource("", "v1", "namespaces")
+    for ns in SYSTEM_NAMESPACES:
+        await res.ensure(ns_kind, {"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": ns}})
+    svc = reg.resource("", "v1", "services")
+    await res.ensure(svc, {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": config.api_service_ip,
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                            "targetPort": config.api_port}]}})
+    ep = reg.resource("", "v1", "endpoints")
+    await res.ensure(ep, {
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": config.underlay_host_address}],
+                     "ports": [{"name": "https", "port": config.api_port, "protocol": "TCP"}]}]})
+
+
+async def compaction_loop(store: SQLiteStore, interval: float) -> None:
+    """Compact, every interval, up to the revision seen one interval earlier
+    (as kube-apiserver asks etcd to), so history lives between one and two intervals."""
+    previous = store.revision
+    while True:
+        await asyncio.sleep(interval)
+        if previous > store.compacted_revision:
+            await store.compact(previous)
+            log.info("compacted to revision %d", previous)
+        previous = store.revision
+
+
+async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
+    registry = load()
+    store = SQLiteStore(str(config.db_path))
+    allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
+    res = Resources(store, registry, allocator)
+    await bootstrap(res, config)
+    users = {tok: User(u.name, u.groups) for tok, u in read_token_file(config.tokens_file).items()}
+    app, api = build_app(res, Authenticator(users), f"{config.api_host}:{config.api_port}")
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, config.api_host, config.api_port,
+                       ssl_context=server_ssl_context(config), backlog=1024)
+    await site.start()
+    log.info("serving on https://%s:%d", config.api_host, config.api_port)
+    tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds))]
+    try:
+        await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await runner.cleanup()
+        await store.close()
+
+
+def serve(config: ClusterConfig) -> None:
+    """Run until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, stop)
+
+    asyncio.run(main())

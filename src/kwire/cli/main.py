@@ -1,0 +1,145 @@
+"""`kwire`: the click group and the cluster verbs (up, down, status, server).
+
+Verbs that live in other modules of kwire.cli are plain click commands, registered
+below the group with one `main.add_command(...)` line each. They report expected
+failures by raising kwire.cli.CLIError; a kwire.cluster.ClusterError escaping any verb
+is printed the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kwire import __version__
+from kwire.cli import CLIError
+from kwire.cluster import lifecycle
+from kwire.cluster.config import ClusterConfig, ClusterError, load_settings
+
+
+class KwireGroup(click.Group):
+    """Turns expected cluster errors from any verb into CLIError (stderr, exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClusterError as e:
+            raise CLIError(str(e)) from None
+
+
+@click.group(cls=KwireGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kwire")
+def main() -> None:
+    """kwire: a Kubernetes-compatible cluster whose networking is real."""
+
+
+@main.command()
+@click.option("--name", help="Cluster name [default: kwire, or the name in --config].")
+@click.option("--config", "config_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML file of ClusterConfig settings; options given here take precedence.")
+@click.option("--api-port", "api_port", type=click.IntRange(0, 65535),
+              help="API server port on 127.0.0.1 [default: a free one].")
+@click.option("--underlay-cidr", "underlay_cidr", help="Node network [172.30.0.0/24].")
+@click.option("--pod-cidr", "pod_cidr", help="Pod addresses, a /24 per node [10.244.0.0/16].")
+@click.option("--service-cidr", "service_cidr", help="ClusterIP range [10.96.0.0/12].")
+@click.option("--node-port-range", "node_port_range", help="NodePort range [30000-32767].")
+@click.option("--cluster-dns", "cluster_dns", help="Cluster DNS Service IP [10.96.0.10].")
+@click.option("--cluster-domain", "cluster_domain", help="Cluster DNS domain [cluster.local].")
+@click.option("--compaction-interval", "compaction_interval_seconds", type=click.IntRange(min=1),
+              help="Seconds between store compactions [300].")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to wait for the API server to be ready.")
+def up(name: str | None, config_file: Path | None, timeout: float, **options: Any) -> None:
+    """Start a cluster (creating it if new); make it the kubectl context."""
+    settings = load_settings(config_file) if config_file else {}
+    settings.update({k: v for k, v in options.items() if v is not None})
+    name = name or settings.get("name") or ClusterConfig.name
+    settings["name"] = name
+    # An existing cluster starts from its saved settings, so only what is given
+    # explicitly here can differ from them (and lifecycle.up refuses that).
+    base = lifecycle.saved_config(name) or ClusterConfig(name=name)
+    config = dataclasses.replace(base, **settings)
+
+    out = Console(highlight=False, soft_wrap=True)
+    with out.status(f"Starting cluster [bold]{escape(name)}[/] ..."):
+        result = lifecycle.up(config, timeout=timeout)
+    st = result.status
+    if result.started:
+        out.print(f"[green]✓[/] Cluster [bold]{escape(st.name)}[/] is up: "
+                  f"API server {st.url} (pid {st.pid})")
+    else:
+        out.print(f"Cluster [bold]{escape(st.name)}[/] is already running: "
+                  f"API server {st.url} (pid {st.pid})")
+    out.print(f"[green]✓[/] kubectl context [bold]{result.context}[/] is current in "
+              f"{escape(str(result.user_kubeconfig))}")
+    out.print(f"  Try: kubectl --context {result.context} get namespaces")
+
+
+@main.command()
+@click.option("--name", help="Cluster to delete [default: kwire].")
+@click.option("--all", "all_clusters", is_flag=True, help="Delete every kwire cluster.")
+def down(name: str | None, all_clusters: bool) -> None:
+    """Stop a cluster; delete its data and kubeconfig entries."""
+    if name and all_clusters:
+        raise CLIError("give --name or --all, not both")
+    names = lifecycle.list_clusters() if all_clusters else [name or ClusterConfig.name]
+    out = Console(highlight=False, soft_wrap=True)
+    if not names:
+        out.print("No kwire clusters.")
+    for n in names:
+        if lifecycle.down(n):
+            out.print(f"[green]✓[/] Deleted cluster [bold]{escape(n)}[/]")
+        else:
+            out.print(f"No cluster named [bold]{escape(n)}[/]; nothing to delete.")
+
+
+@main.command()
+@click.option("--name", help="Show only this cluster [default: all].")
+def status(name: str | None) -> None:
+    """Show the clusters and whether their API servers are ready."""
+    statuses = [lifecycle.status(name)] if name else \
+        [lifecycle.status(n) for n in lifecycle.list_clusters()]
+    out = Console(highlight=False, soft_wrap=True)
+    if not statuses:
+        out.print("No kwire clusters. Start one with `kwire up`.")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "STATE", "API SERVER", "PID", "KUBECONFIG"):
+        table.add_column(column)
+    for st in statuses:
+        state = ("[green]ready[/]" if st.ready else "[yellow]not ready[/]") if st.running \
+            else "[red]stopped[/]"
+        table.add_row(escape(st.name), state, st.url, str(st.pid or "-"),
+                      escape(str(st.kubeconfig_path)))
+    out.print(table)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The cluster's config.yaml (written by `kwire up`).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def server(config_path: Path, log_level: str) -> None:
+    """Run a cluster's API server in the foreground (until SIGTERM).
+
+    `kwire up` runs this detached, with output going to the cluster's server.log.
+    """
+    config = ClusterConfig.load(config_path)
+    config.validate()
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kwire.api.server import serve  # keeps aiohttp & co. out of every other verb
+
+    serve(config)
+
+
+if __name__ == "__main__":
+    main()

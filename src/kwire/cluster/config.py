@@ -1,0 +1,388 @@
+"""ClusterConfig: what one cluster is, where its files live, and which ranges it uses.
+
+`kwire up` builds a ClusterConfig, validates it, picks a free API port if none was
+given and saves it as ``<state_dir>/config.yaml``; `kwire server --config` loads that
+file back, so the server and the CLI always agree on ports, ranges and paths.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import typing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_API_VERSION = "kwire/v1alpha1"
+CONFIG_KIND = "ClusterConfig"
+DEFAULT_STATE_ROOT = "/var/lib/kwire"
+STATE_ROOT_ENV = "KWIRE_STATE_ROOT"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ClusterError(Exception):
+    """An expected failure the CLI reports in one line (no traceback)."""
+
+
+class ConfigError(ClusterError):
+    """The configuration is invalid or unreadable."""
+
+
+def state_root() -> Path:
+    """The folder holding one sub-folder per cluster ($KWIRE_STATE_ROOT or /var/lib/kwire).
+
+    Read at call time, so tests and side-by-side installs can move it with the env.
+    """
+    # Absolute, because the server's command line (checked against the pid file) holds it.
+    return Path(os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT).absolute()
+
+
+def cluster_dir(name: str) -> Path:
+    """The state folder of cluster `name` under the current state root."""
+    return state_root() / name
+
+
+def check_name(name: str) -> None:
+    """Cluster names end up in paths, kubeconfig entries and resource names: a DNS label."""
+    if len(name) > 63 or not _DNS_LABEL.match(name):
+        raise ConfigError(f"invalid cluster name {name!r}: use lower-case letters, digits and '-' "
+                          "(at most 63, starting and ending with a letter or digit)")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One cluster's settings. Every field has a default; ranges are validated by validate()."""
+
+    name: str = "kwire"
+    """Cluster name; kubeconfig entries are called ``kwire-<name>``."""
+
+    state_dir: Path = None  # type: ignore[assignment]  # filled in __post_init__
+    """Where the cluster keeps certificates, tokens, data and logs.
+    Defaults to ``$KWIRE_STATE_ROOT/<name>`` (``/var/lib/kwire/<name>``)."""
+
+    api_host: str = "127.0.0.1"
+    """Address the API server listens on for the user (it also listens on the underlay host
+    address for the node agents)."""
+
+    api_port: int = 0
+    """API server port; 0 means pick a free one at `kwire up` (then saved), so several
+    clusters can run side by side."""
+
+    underlay_cidr: str = "172.30.0.0/24"
+    """The node network. Its first host address is the host's bridge address, where node
+    agents reach the API server."""
+
+    pod_cidr: str = "10.244.0.0/16"
+    """Pod addresses; each node gets a /24 out of it."""
+
+    service_cidr: str = "10.96.0.0/12"
+    """ClusterIP range; its first address is the `kubernetes` Service."""
+
+    node_port_range: str = "30000-32767"
+    """Inclusive port range for NodePort Services, as ``FIRST-LAST``."""
+
+    cluster_dns: str = "10.96.0.10"
+    """ClusterIP of kube-system/kube-dns, given to pods as their nameserver."""
+
+    cluster_domain: str = "cluster.local"
+    """DNS suffix of Services and pods."""
+
+    compaction_interval_seconds: int = 300
+    """How often the store drops history older than what watchers may still ask for."""
+
+    def __post_init__(self) -> None:
+        # Frozen, so defaults derived from other fields are set through object.__setattr__.
+        if self.state_dir is None:
+            object.__setattr__(self, "state_dir", cluster_dir(self.name))
+        else:
+            object.__setattr__(self, "state_dir", Path(self.state_dir))
+
+    # -- derived addresses -------------------------------------------------------------
+
+    @property
+    def underlay_host_address(self) -> str:
+        """The host's own address on the underlay (first host address of underlay_cidr)."""
+        return str(ipaddress.ip_network(self.underlay_cidr).network_address + 1)
+
+    @property
+    def api_service_ip(self) -> str:
+        """ClusterIP of the default/kubernetes Service (first address of service_cidr)."""
+        return str(ipaddress.ip_network(self.service_cidr).network_address + 1)
+
+    @property
+    def node_ports(self) -> tuple[int, int]:
+        """node_port_range as (first, last), both inclusive."""
+        first, _, last = self.node_port_range.partition("-")
+        return int(first), int(last)
+
+    @property
+    def api_url(self) -> str:
+        """The URL users (and the kubeconfig) reach the API server at."""
+        return f"https://{self.api_host}:{self.api_port}"
+
+    @property
+    def context_name(self) -> str:
+        """Name of the kubeconfig cluster, user and context entries."""
+        return f"kwire-{self.name}"
+
+    # -- files in state_dir ------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "config.yaml"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.state_dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.state_dir / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.state_dir / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.state_dir / "server.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.state_dir / "admin.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.state_dir / "admin.key"
+
+    @property
+    def tokens_file(self) -> Path:
+        """Static bearer tokens, in kube-apiserver's --token-auth-file CSV format."""
+        return self.state_dir / "tokens.csv"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def server_log(self) -> Path:
+        return self.state_dir / "server.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "server.pid"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    # -- validation --------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ConfigError listing every problem (host routes are checked separately)."""
+        problems: list[str] = []
+        try:
+            check_name(self.name)
+        except ConfigError as e:
+            problems.append(str(e))
+        if not 0 <= self.api_port <= 65535:
+            problems.append(f"api_port {self.api_port} is not a port number")
+        try:
+            host = ipaddress.IPv4Address(self.api_host)
+        except ValueError:
+            problems.append(f"api_host {self.api_host!r} must be an IPv4 address "
+                            "(it goes into the serving certificate)")
+        else:
+            if host.is_unspecified:
+                problems.append("api_host must be an address clients can dial, not 0.0.0.0")
+
+        nets: dict[str, ipaddress.IPv4Network] = {}
+        for key in ("underlay_cidr", "pod_cidr", "service_cidr"):
+            value = getattr(self, key)
+            try:
+                net = ipaddress.ip_network(value)
+            except ValueError as e:
+                problems.append(f"{key} {value!r} is not a network: {e}")
+                continue
+            if net.version != 4:
+                problems.append(f"{key} {value}: kwire supports IPv4 ranges only")
+                continue
+            nets[key] = net
+        for key, net in nets.items():
+            if net.is_loopback or net.is_multicast or net.is_link_local or net.is_unspecified:
+                problems.append(f"{key} {net} is not a usable unicast range")
+        if "underlay_cidr" in nets and nets["underlay_cidr"].prefixlen > 29:
+            problems.append(f"underlay_cidr {nets['underlay_cidr']} is too small (at most /29)")
+        if "pod_cidr" in nets and nets["pod_cidr"].prefixlen > 24:
+            problems.append(f"pod_cidr {nets['pod_cidr']} is too small: each node takes a /24")
+        if "service_cidr" in nets and nets["service_cidr"].prefixlen > 28:
+            problems.append(f"service_cidr {nets['service_cidr']} is too small (at most /28)")
+        keys = list(nets)
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                if nets[a].overlaps(nets[b]):
+                    problems.append(f"{a} {nets[a]} overlaps {b} {nets[b]}")
+
+        try:
+            dns = ipaddress.ip_address(self.cluster_dns)
+        except ValueError:
+            problems.append(f"cluster_dns {self.cluster_dns!r} is not an IP address")
+        else:
+            svc = nets.get("service_cidr")
+            if svc is not None and (dns not in svc or dns in (svc.network_address,
+                                                              svc.network_address + 1,
+                                                              svc.broadcast_address)):
+                problems.append(f"cluster_dns {dns} must be a free address inside service_cidr "
+                                f"{svc} (not its first one, which the kubernetes Service takes)")
+
+        m = re.fullmatch(r"(\d+)-(\d+)", self.node_port_range)
+        if not m or not 1 <= int(m[1]) <= int(m[2]) <= 65535:
+            problems.append(f"node_port_range {self.node_port_range!r} must be FIRST-LAST "
+                            "with 1 <= FIRST <= LAST <= 65535")
+        if not all(_DNS_LABEL.match(part) for part in self.cluster_domain.split(".")):
+            problems.append(f"cluster_domain {self.cluster_domain!r} is not a DNS domain")
+        if self.compaction_interval_seconds <= 0:
+            problems.append("compaction_interval_seconds must be positive")
+        if problems:
+            raise ConfigError("invalid cluster configuration:\n  " + "\n  ".join(problems))
+
+    # -- YAML --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"apiVersion": CONFIG_API_VERSION, "kind": CONFIG_KIND}
+        data.update(asdict(self))
+        data["state_dir"] = str(self.state_dir)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterConfig:
+        return cls(**check_settings(data))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterConfig:
+        return cls(**load_settings(path))
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the config as YAML (default: config_path) and return where it went."""
+        target = Path(path) if path is not None else self.config_path
+        write_private_file(target, yaml.safe_dump(self.to_dict(), sort_keys=False).encode())
+        return target
+
+
+def check_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The ClusterConfig fields set in `data`, refusing unknown keys and wrong types, so
+    that a typo in a config file fails loudly instead of silently using a default."""
+    data = dict(data)
+    api_version = data.pop("apiVersion", CONFIG_API_VERSION)
+    kind = data.pop("kind", CONFIG_KIND)
+    if (api_version, kind) != (CONFIG_API_VERSION, CONFIG_KIND):
+        raise ConfigError(f"expected apiVersion {CONFIG_API_VERSION}, kind {CONFIG_KIND}; "
+                          f"got {api_version}, {kind}")
+    hints = typing.get_type_hints(ClusterConfig)
+    unknown = sorted(set(data) - {f.name for f in fields(ClusterConfig)})
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+    for key, value in data.items():
+        want = str if hints[key] is Path else hints[key]
+        # bool is an int in Python, but "api_port: true" is a mistake.
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected {want.__name__}, got {value!r}")
+    return data
+
+
+def load_settings(path: str | Path) -> dict[str, Any]:
+    """The settings a YAML config file sets (see check_settings); an empty file sets none."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return check_settings(data)
+
+
+# -- host routes ---------------------------------------------------------------------
+
+
+def parse_ip_route_json(text: str) -> list[ipaddress.IPv4Network]:
+    """Destinations of `ip -j route` output; the default route is left out."""
+    nets = []
+    for route in json.loads(text or "[]"):
+        dst = route.get("dst", "")
+        if dst and dst != "default":
+            nets.append(ipaddress.ip_network(dst, strict=False))
+    return [n for n in nets if n.prefixlen > 0]
+
+
+def parse_proc_net_route(text: str) -> list[ipaddress.IPv4Network]:
+    """Destinations of /proc/net/route (little-endian hex columns); default route left out."""
+    nets = []
+    for line in text.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 8:
+            continue
+        dst = ipaddress.IPv4Address(int(cols[1], 16).to_bytes(4, "little"))
+        mask = ipaddress.IPv4Address(int(cols[7], 16).to_bytes(4, "little"))
+        net = ipaddress.ip_network(f"{dst}/{mask}", strict=False)
+        if net.prefixlen > 0:
+            nets.append(net)
+    return nets
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """The host's IPv4 routes (main table), read only: `ip -j route`, else /proc/net/route."""
+    ip = shutil.which("ip")
+    if ip:
+        out = subprocess.run([ip, "-j", "route"], capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            return parse_ip_route_json(out.stdout)
+    return parse_proc_net_route(Path("/proc/net/route").read_text())
+
+
+def check_host_routes(config: ClusterConfig, routes: list[ipaddress.IPv4Network]) -> None:
+    """Refuse cluster ranges that overlap a host route: cluster traffic must never be
+    confused with, or leak onto, a network the host already reaches."""
+    problems = []
+    for key in ("underlay_cidr", "pod_cidr", "service_cidr"):
+        net = ipaddress.ip_network(getattr(config, key))
+        problems += [f"{key} {net} overlaps the host route to {r}"
+                     for r in routes if r.version == net.version and r.overlaps(net)]
+    if problems:
+        raise ConfigError("cluster ranges clash with this host's routes (choose other ranges, "
+                          "e.g. --pod-cidr / --service-cidr / --underlay-cidr):\n  "
+                          + "\n  ".join(problems))
+
+
+# -- files ---------------------------------------------------------------------------
+
+
+def write_private_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write atomically (temp file + rename) with `mode` from the first byte on.
+
+    Cluster files hold keys and tokens, and readers (the server, kubectl) must never see
+    a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,135 @@
+"""ClusterConfig: defaults, derived paths, YAML round trip, range validation, host routes."""
+import ipaddress
+import stat
+from pathlib import Path
+
+import pytest
+
+from kwire.cluster.config import (ClusterConfig, ConfigError, check_host_routes,
+                                  load_settings, parse_ip_route_json, parse_proc_net_route)
+
+
+@pytest.fixture(autouse=True)
+def state_root(tmp_path, monkeypatch):
+    root = tmp_path / "state"
+    monkeypatch.setenv("KWIRE_STATE_ROOT", str(root))
+    return root
+
+
+def nets(*cidrs):
+    return [ipaddress.ip_network(c) for c in cidrs]
+
+
+def test_defaults_and_derived_values(state_root):
+    c = ClusterConfig()
+    assert c.name == "kwire"
+    assert c.state_dir == state_root / "kwire"
+    assert (c.api_host, c.api_port) == ("127.0.0.1", 0)
+    assert c.underlay_host_address == "172.30.0.1"
+    assert c.api_service_ip == "10.96.0.1"
+    assert c.node_ports == (30000, 32767)
+    assert c.context_name == "kwire-kwire"
+    c.validate()
+
+
+def test_default_state_root_without_env(monkeypatch):
+    monkeypatch.delenv("KWIRE_STATE_ROOT")
+    assert ClusterConfig(name="a").state_dir == Path("/var/lib/kwire/a")
+
+
+def test_paths_live_in_state_dir(tmp_path):
+    c = ClusterConfig(name="x", state_dir=str(tmp_path / "x"), api_port=6443)
+    assert isinstance(c.state_dir, Path)
+    files = {p.name for p in (c.config_path, c.ca_cert, c.ca_key, c.server_cert, c.server_key,
+                              c.admin_cert, c.admin_key, c.tokens_file, c.db_path, c.server_log,
+                              c.pid_file, c.kubeconfig_path)}
+    assert files == {"config.yaml", "ca.crt", "ca.key", "server.crt", "server.key", "admin.crt",
+                     "admin.key", "tokens.csv", "state.db", "server.log", "server.pid",
+                     "kubeconfig"}
+    assert c.db_path.parent == tmp_path / "x"
+    assert c.api_url == "https://127.0.0.1:6443"
+
+
+def test_yaml_round_trip(tmp_path):
+    c = ClusterConfig(name="rt", api_port=40001, pod_cidr="10.200.0.0/16",
+                      compaction_interval_seconds=5)
+    path = c.save(tmp_path / "c.yaml")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ClusterConfig.load(path) == c
+
+
+def test_load_refuses_unknown_keys_and_wrong_types(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\npod_cidrs: 10.0.0.0/16\n")
+    with pytest.raises(ConfigError, match="unknown configuration keys: pod_cidrs"):
+        ClusterConfig.load(path)
+    path.write_text("api_port: '6443'\n")
+    with pytest.raises(ConfigError, match="api_port: expected int"):
+        ClusterConfig.load(path)
+    path.write_text("api_port: true\n")
+    with pytest.raises(ConfigError, match="api_port"):
+        ClusterConfig.load(path)
+    path.write_text("- a\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        ClusterConfig.load(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        ClusterConfig.load(tmp_path / "missing.yaml")
+
+
+def test_load_settings_returns_only_what_the_file_sets(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("apiVersion: kwire/v1alpha1\nkind: ClusterConfig\npod_cidr: 10.7.0.0/16\n")
+    assert load_settings(path) == {"pod_cidr": "10.7.0.0/16"}
+    path.write_text("")
+    assert load_settings(path) == {}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"name": "Not_A_Label"}, "invalid cluster name"),
+    ({"api_port": 70000}, "not a port number"),
+    ({"api_host": "localhost"}, "must be an IPv4 address"),
+    ({"api_host": "0.0.0.0"}, "clients can dial"),
+    ({"pod_cidr": "10.244.0.1/16"}, "pod_cidr .* is not a network"),
+    ({"pod_cidr": "fd00::/64"}, "IPv4 ranges only"),
+    ({"pod_cidr": "10.244.0.0/25"}, "each node takes a /24"),
+    ({"underlay_cidr": "172.30.0.0/30"}, "underlay_cidr .* too small"),
+    ({"pod_cidr": "10.96.0.0/16"}, "pod_cidr 10.96.0.0/16 overlaps service_cidr 10.96.0.0/12"),
+    ({"underlay_cidr": "10.244.1.0/24"}, "underlay_cidr .* overlaps pod_cidr"),
+    ({"cluster_dns": "10.244.0.10"}, "cluster_dns .* inside service_cidr"),
+    ({"cluster_dns": "10.96.0.1"}, "cluster_dns"),
+    ({"node_port_range": "32767-30000"}, "node_port_range"),
+    ({"node_port_range": "30000"}, "node_port_range"),
+    ({"cluster_domain": "Cluster..local"}, "cluster_domain"),
+    ({"compaction_interval_seconds": 0}, "compaction_interval_seconds"),
+])
+def test_validation_errors(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        ClusterConfig(**changes).validate()
+
+
+def test_validation_lists_every_problem():
+    with pytest.raises(ConfigError) as e:
+        ClusterConfig(api_port=-1, node_port_range="x").validate()
+    assert "api_port" in str(e.value) and "node_port_range" in str(e.value)
+
+
+def test_parse_ip_route_json_skips_default():
+    text = ('[{"dst":"default","gateway":"192.0.2.1","dev":"eth0"},'
+            '{"dst":"192.0.2.0/24","dev":"eth0"},{"dst":"198.51.100.7","dev":"eth0"}]')
+    assert parse_ip_route_json(text) == nets("192.0.2.0/24", "198.51.100.7/32")
+
+
+def test_parse_proc_net_route_skips_default():
+    text = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+            "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+            "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")
+    assert parse_proc_net_route(text) == nets("192.0.2.0/24")
+
+
+def test_host_route_overlap_is_refused():
+    c = ClusterConfig()
+    check_host_routes(c, nets("192.0.2.0/24", "172.31.0.0/16"))
+    with pytest.raises(ConfigError, match="pod_cidr 10.244.0.0/16 overlaps the host route to 10.0"):
+        check_host_routes(c, nets("10.0.0.0/8"))
+    with pytest.raises(ConfigError, match="underlay_cidr"):
+        check_host_routes(c, nets("172.30.0.128/25"))
