@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from datetime import datetime, timezone
 import jsonpatch
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from kwire.client import Client
 
 # (apiVersion, plural, kind, namespaced)
 DEFAULT_RESOURCES = (
@@ -57,7 +60,7 @@ def merge_patch(target, patch):
     return out
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     api_version: str
     plural: str
@@ -408,6 +411,8 @@ class FakeAPI:
                     request.transport.abort()
                     break
                 await self._send(resp, *item)
+        except ConnectionResetError:
+            pass  # the client went away
         finally:
             self.watchers.discard(watcher)
         return resp
@@ -415,3 +420,29 @@ class FakeAPI:
     @staticmethod
     async def _send(resp, etype, obj) -> None:
         await resp.write(json.dumps({"type": etype, "object": obj}).encode() + b"\n")
+
+
+# --- test helpers ----------------------------------------------------------------------
+
+def with_fake(body):
+    """Run `async def body(fake, client)` against a started FakeAPI and a
+    kwire Client for it (no asyncio plugin needed); both are closed after."""
+    @functools.wraps(body)
+    def test():
+        async def main():
+            async with FakeAPI() as fake:
+                async with Client(str(fake.server.make_url("")).rstrip("/")) as client:
+                    await body(fake, client)
+        asyncio.run(main())
+    del test.__wrapped__  # pytest must see test's signature (none), not body's
+    return test
+
+
+async def eventually(predicate, timeout: float = 5.0, interval: float = 0.01):
+    """Wait until predicate() is true (fails the test after timeout)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

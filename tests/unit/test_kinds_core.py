@@ -313,6 +313,20 @@ def test_pod_volumes_and_probes():
     ]
 
 
+def test_pod_tolerations_and_dns():
+    pod = seed_pod()
+    pod["spec"]["tolerations"] = [{"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 5},
+                                  {"operator": "Equal", "value": "x"}]
+    pod["spec"]["dnsPolicy"] = "None"
+    assert causes(POD, pod) == [
+        "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None",
+        "spec.tolerations[0].effect: Invalid value: \"NoSchedule\": effect must be 'NoExecute' "
+        "when `tolerationSeconds` is set",
+        "spec.tolerations[1].operator: Invalid value: \"Equal\": operator must be Exists when "
+        "`key` is empty, which means \"match all values and all keys\"",
+    ]
+
+
 def test_pod_name_and_image_whitespace():
     pod = seed_pod()
     pod["metadata"]["name"] = "Web"

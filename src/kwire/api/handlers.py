@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kwire.api import errors, tables
+from kwire.api import errors, protobuf, tables
 from kwire.api.discovery import (OpenAPI, api_group, api_group_list, api_versions,
                                  resource_list, version_info)
 from kwire.api.errors import APIError
@@ -73,10 +73,14 @@ def parse_body(raw: bytes, content_type: str) -> Any:
     if not raw.strip():
         raise errors.bad_request("the request body is empty")
     try:
-        if "yaml" in content_type:
+        if "protobuf" in content_type:
+            data = protobuf.decode(raw)
+        elif "yaml" in content_type:
             data = yaml.safe_load(raw)
         else:
             data = json.loads(raw)
+    except protobuf.ProtobufError as e:
+        raise errors.bad_request(f"error decoding protobuf: {e}")
     except RecursionError:
         raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
     except (ValueError, yaml.YAMLError) as e:

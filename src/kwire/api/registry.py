@@ -19,6 +19,10 @@ def _no_default(obj: Obj) -> None:
     return None
 
 
+def _no_prepare(new: Obj, old: Obj) -> None:
+    return None
+
+
 def _no_causes(*_: Any) -> list[Cause]:
     return []
 
@@ -54,6 +58,8 @@ class Kind:
 
     default(obj): fills defaults in place, as the real API server's defaulting does;
         runs on create and on every update of the main resource.
+    prepare_update(new, old): the kind's strategy before an update is validated
+        (upstream PrepareForUpdate), in place.
     validate(obj): causes for a create (and for every update, on the new object).
     validate_update(new, old): extra causes for an update (immutable fields...).
     row(obj, now): the Table cells, one per entry of columns.
@@ -79,6 +85,7 @@ class Kind:
     keep_status_on_create: bool = False
     spec_paths: tuple[str, ...] = ("spec",)
     default: Callable[[Obj], None] = _no_default
+    prepare_update: Callable[[Obj, Obj], None] = _no_prepare
     validate: Callable[[Obj], list[Cause]] = _no_causes
     validate_update: Callable[[Obj, Obj], list[Cause]] = _no_causes
     columns: tuple[Column, ...] = (NAME_COLUMN, AGE_COLUMN)

@@ -384,6 +384,8 @@ class Resources:
                                        "object is being deleted, found new finalizers "
                                        + json.dumps(sorted(added)))]
                 raise errors.invalid(kind.kind, name, causes, kind.group)
+        if subresource is None:
+            kind.prepare_update(new, old)
         kind.default(new)
         causes = kind.validate(new) + kind.validate_update(new, old)
         if causes:

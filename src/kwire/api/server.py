@@ -21,7 +21,9 @@ from kwire.api.handlers import API, MAX_BODY, error_response
 from kwire.api.registry import load
 from kwire.api.resources import SYSTEM_NAMESPACES, Resources
 from kwire.cluster.config import ClusterConfig
-from kwire.cluster.pki import read_token_file, server_ssl_context
+from kwire.client import Client
+from kwire.cluster.pki import load_tokens, read_token_file, server_ssl_context
+from kwire.controllers import manager
 from kwire.store.sqlite import SQLiteStore
 
 log = logging.getLogger("kwire.server")
@@ -116,12 +118,17 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
                        ssl_context=server_ssl_context(config), backlog=1024)
     await site.start()
     log.info("serving on https://%s:%d", config.api_host, config.api_port)
+    client = Client(f"https://127.0.0.1:{config.api_port}",
+                    token=load_tokens(config).admin, ca_file=str(config.ca_cert))
     tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds))]
+    controllers = asyncio.create_task(manager.run(client, stop))
     try:
         await stop.wait()
     finally:
         for t in tasks:
             t.cancel()
+        await controllers
+        await client.close()
         await runner.cleanup()
         await store.close()
 

@@ -72,7 +72,8 @@ def labels_match(obj: dict, selector: Mapping[str, str] | None) -> bool:
 
 class Store:
     """An informer's cache: object key -> object, plus named indexes
-    (index value -> keys). Read-only to everything but its informer."""
+    (index value -> keys). Only its informer writes it; the objects are shared
+    with every reader and handler, so treat them as read-only (copy to modify)."""
 
     def __init__(self) -> None:
         self._items: dict[str, dict] = {}

@@ -111,10 +111,11 @@ def ssl_context(ca_file: str | None = None, cert_file: str | None = None,
                 key_file: str | None = None, *, ca_data: bytes | None = None,
                 cert_data: bytes | None = None, key_data: bytes | None = None,
                 insecure: bool = False) -> ssl.SSLContext:
-    """A client TLS context: server checked against the CA (or not at all when
-    insecure), optional client certificate from files or PEM bytes. ALPN offers
-    only http/1.1, as the server speaks nothing else."""
-    ctx = ssl.create_default_context()
+    """A client TLS context: the server is checked against the given CA only
+    (as kubectl does; the system CAs when none is given; nothing when
+    insecure), with an optional client certificate from files or PEM bytes.
+    ALPN offers only http/1.1, as the server speaks nothing else."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -122,6 +123,8 @@ def ssl_context(ca_file: str | None = None, cert_file: str | None = None,
         ctx.load_verify_locations(cafile=ca_file)
     if ca_data:
         ctx.load_verify_locations(cadata=ca_data.decode())
+    if not (ca_file or ca_data or insecure):
+        ctx.load_default_certs()
     if cert_data or key_data:
         # load_cert_chain reads only files: hand it private temporary ones.
         with tempfile.TemporaryDirectory(prefix="kwire-cert-") as tmp:

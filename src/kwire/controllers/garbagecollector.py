@@ -338,15 +338,12 @@ class GarbageCollector:
             for dependent in node.dependents:
                 self.delete_queue.add(dependent)
             return True
-        if not node.deleting_dependents and all(self._graph_says_solid(node, r)
-                                                for r in node.owners):
+        if node.deleting_dependents:
+            return await self._finish_foreground(node)
+        if all(self._graph_says_solid(node, r) for r in node.owners):
             return True
         latest = await self._latest(node)
-        if latest is None:
-            return True
-        if _meta(latest).get("deletionTimestamp"):
-            if is_deleting_dependents(latest):
-                return await self._finish_foreground(node, latest)
+        if latest is None or _meta(latest).get("deletionTimestamp"):
             return True
         states = {}
         for ref in _meta(latest).get("ownerReferences") or ():
@@ -411,12 +408,15 @@ class GarbageCollector:
         log.info("deleting %s (%s): no owner left", _describe(node), action.policy)
         return await self._delete(node, action.policy)
 
-    async def _finish_foreground(self, owner: Node, latest: dict) -> bool:
-        blocking = self.graph.blocking_dependents(owner.uid)
-        if blocking:
-            # Their changes and deletions bring the owner back into the queue.
-            for dependent in blocking:
-                self.delete_queue.add(dependent)
+    async def _finish_foreground(self, owner: Node) -> bool:
+        """An owner deleted in the foreground: once no dependent blocks it, drop
+        the finalizer (then the API server deletes it)."""
+        if self.graph.blocking_dependents(owner.uid):
+            # They were queued when the owner started waiting (or when they
+            # named it later); their changes and deletions bring it back here.
+            return True
+        latest = await self._latest(owner)
+        if latest is None or not is_deleting_dependents(latest):
             return True
         log.info("dependents of %s are gone; removing %s", _describe(owner), FOREGROUND)
         return await self._patch(owner, without_finalizer(latest, FOREGROUND))

@@ -25,6 +25,8 @@ class Controller(Protocol):
     def run(self) -> Awaitable[None]: ...
 
 
+RESTART_DELAY = (1.0, 60.0)  # first and longest wait before restarting a failed controller
+
 ControllerFactory = Callable[[Client, Informers], Controller]
 
 CONTROLLERS: tuple[tuple[str, ControllerFactory], ...] = (
@@ -35,7 +37,7 @@ CONTROLLERS: tuple[tuple[str, ControllerFactory], ...] = (
 
 async def _supervise(name: str, factory: ControllerFactory, client: Client,
                      informers: Informers) -> None:
-    backoff = Backoff(1.0, 60.0)
+    backoff = Backoff(*RESTART_DELAY)
     while True:
         try:
             await factory(client, informers).run()

@@ -25,7 +25,7 @@ from kwire.api import validation as v
 from kwire.api.kinds.podspec import (
     IP_MSG, POD_SPEC_SCHEMA, PROTOCOLS, TAINT_EFFECTS, Obj, config_key_errors, default_pod_spec,
     dicts, enum, fill, invalid_all, ip_causes, non_special_ip, parse_ip, pod_qos, port_num_or_name,
-    tolerations, validate_pod_spec,
+    validate_pod_spec,
 )
 from kwire.api.registry import AGE_COLUMN, NAME_COLUMN, REGISTRY, Column, Kind
 from kwire.api.tables import human_duration, parse_time, since
@@ -397,11 +397,10 @@ def _default_service(svc: Obj) -> None:
     spec = svc.setdefault("spec", {})
     fill(spec, "type", "ClusterIP")
     fill(spec, "sessionAffinity", "None")
+    client_ip = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
     if spec["sessionAffinity"] == "None":
         spec.pop("sessionAffinityConfig", None)
-    elif spec["sessionAffinity"] == "ClientIP" and ((spec.get("sessionAffinityConfig") or {})
-                                                   .get("clientIP") or {}).get(
-            "timeoutSeconds") is None:
+    elif spec["sessionAffinity"] == "ClientIP" and client_ip.get("timeoutSeconds") is None:
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
     for port in dicts(spec.get("ports")):
         fill(port, "protocol", "TCP")
@@ -416,7 +415,8 @@ def _default_service(svc: Obj) -> None:
     if spec.get("clusterIP") and not spec.get("clusterIPs"):
         spec["clusterIPs"] = [spec["clusterIP"]]
     if spec["type"] != "ExternalName":
-        # Headless Services without a selector get both families where the cluster has them.
+        # Headless Services without a selector may span both families; kwire's service
+        # network is single-stack, so the family follows the address (IPv4 when none).
         if spec.get("ipFamilyPolicy") is None:
             spec["ipFamilyPolicy"] = "RequireDualStack" if _headless(spec) and not spec.get(
                 "selector") else "SingleStack"
@@ -1106,7 +1106,8 @@ REGISTRY.add(Kind(
     group="", version="v1", kind="Service", plural="services", singular="service",
     short_names=("svc",), categories=("all",), subresources=("status", "proxy"),
     status_subresource=True, spec_paths=(),
-    default=_default_service, validate=_validate_service,
+    default=_default_service, prepare_update=prepare_service_update,
+    validate=_validate_service,
     validate_update=_validate_service_update,
     columns=(
         NAME_COLUMN,

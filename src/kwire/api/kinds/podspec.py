@@ -42,7 +42,7 @@ POD_SPEC_SCHEMA: Obj = {
 }
 
 # In the order validateVolumeSource checks them: the second one found is the error.
-VOLUME_SOURCES = (
+_VOLUME_SOURCES = (
     "emptyDir", "hostPath", "gitRepo", "gcePersistentDisk", "awsElasticBlockStore", "secret",
     "nfs", "iscsi", "glusterfs", "flocker", "persistentVolumeClaim", "rbd", "cinder", "cephfs",
     "quobyte", "downwardAPI", "fc", "flexVolume", "configMap", "azureFile", "vsphereVolume",
@@ -50,21 +50,20 @@ VOLUME_SOURCES = (
     "csi", "ephemeral", "image",
 )
 
-RESTART_POLICIES = ("Always", "OnFailure", "Never")
-DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_RESTART_POLICIES = ("Always", "OnFailure", "Never")
+_DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
+_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
-PORT_RANGE = "must be between 1 and 65535, inclusive"
-NON_NEGATIVE = "must be greater than or equal to 0"
+_NON_NEGATIVE = "must be greater than or equal to 0"
 IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
 _FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
 _ID_RANGE = "must be between 0 and 2147483647, inclusive"
 _MAX_INT32 = 2147483647
 
 
-def regex_error(msg: str, fmt: str, *examples: str) -> str:
+def _regex_error(msg: str, fmt: str, *examples: str) -> str:
     """validation.RegexError: the message, examples and the regex."""
     if examples:
         msg += " (e.g. " + " or ".join(f"'{e}', " for e in examples)
@@ -72,7 +71,7 @@ def regex_error(msg: str, fmt: str, *examples: str) -> str:
     return msg + f" (regex used for validation is '{fmt}')"
 
 
-def not_found(path: str, value: Any) -> Cause:
+def _not_found(path: str, value: Any) -> Cause:
     return Cause(path, "FieldValueNotFound", f"Not found: {json.dumps(value)}")
 
 
@@ -102,7 +101,7 @@ def invalid_all(path: str, value: Any, msgs: Iterable[str]) -> list[Cause]:
 
 # --- names, ports, addresses ----------------------------------------------------
 
-def port_name_errors(name: str) -> list[str]:
+def _port_name_errors(name: str) -> list[str]:
     """IsValidPortName: an IANA_SVC_NAME."""
     errs = []
     if len(name) > 15:
@@ -121,7 +120,7 @@ def port_name_errors(name: str) -> list[str]:
 def port_num_or_name(port: Any, path: str) -> list[Cause]:
     """An IntOrString port: a number is range-checked, a string is a port name."""
     if isinstance(port, str):
-        return invalid_all(path, port, port_name_errors(port))
+        return invalid_all(path, port, _port_name_errors(port))
     return v.port_number(port or 0, path)
 
 
@@ -131,7 +130,7 @@ def config_key_errors(key: str) -> list[str]:
     if len(key) > 253:
         errs.append("must be no more than 253 characters")
     if not re.fullmatch(r"[-._a-zA-Z0-9]+", key):
-        errs.append(regex_error("a valid config key must consist of alphanumeric characters, "
+        errs.append(_regex_error("a valid config key must consist of alphanumeric characters, "
                                 "'-', '_' or '.'", "[-._a-zA-Z0-9]+",
                                 "key.name", "KEY_NAME", "key-name"))
     if key == ".":
@@ -143,7 +142,7 @@ def config_key_errors(key: str) -> list[str]:
     return errs
 
 
-def env_name_errors(name: str) -> list[str]:
+def _env_name_errors(name: str) -> list[str]:
     """IsRelaxedEnvVarName (RelaxedEnvironmentVariableValidation is on by default in 1.32)."""
     if any(not 32 <= ord(ch) <= 126 or ch == "=" for ch in name):
         return ["a valid environment variable name must consist only of printable ASCII "
@@ -177,7 +176,8 @@ def non_special_ip(value: str, path: str) -> list[Cause]:
     if ip.is_unspecified:
         out.append(v.invalid(path, value, f"may not be unspecified ({value})"))
     if ip.is_loopback:
-        out.append(v.invalid(path, value, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
+        out.append(v.invalid(path, value,
+                             "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
     if ip.is_link_local:
         out.append(v.invalid(path, value,
                              "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
@@ -201,7 +201,7 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))([eE][+-]?[0-9]+|[a-zA-Z]*)")
 
 
-def quantity(value: Any) -> Decimal | None:
+def _quantity(value: Any) -> Decimal | None:
     """A resource.Quantity ("500m", "1Gi", "1e3", 2) as a number; None if malformed."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Decimal(str(value))
@@ -226,11 +226,11 @@ def pod_qos(spec: Obj) -> str:
         res = c.get("resources") if isinstance(c.get("resources"), dict) else {}
         for total, values in ((requests, res.get("requests")), (limits, res.get("limits"))):
             for name, raw in (values or {}).items():
-                q = quantity(raw)
+                q = _quantity(raw)
                 if name in ("cpu", "memory") and q is not None and q > 0:
                     total[name] = total.get(name, Decimal(0)) + q
         found = {n for n, raw in (res.get("limits") or {}).items()
-                 if n in ("cpu", "memory") and (quantity(raw) or 0) > 0}
+                 if n in ("cpu", "memory") and (_quantity(raw) or 0) > 0}
         if found != {"cpu", "memory"}:
             guaranteed = False
     if not requests and not limits:
@@ -242,7 +242,7 @@ def pod_qos(spec: Obj) -> str:
 
 # --- defaults ---------------------------------------------------------------------
 
-def image_tag(image: str) -> str:
+def _image_tag(image: str) -> str:
     """The tag parsers.ParseImageName reports: "latest" when there is neither tag nor digest."""
     if not image:
         return ""
@@ -266,20 +266,20 @@ def default_pod_spec(spec: Obj) -> None:
     if spec.get("terminationGracePeriodSeconds") is None:
         spec["terminationGracePeriodSeconds"] = 30
     fill(spec, "schedulerName", "default-scheduler")
-    for c in all_containers(spec):
+    for c in _all_containers(spec):
         _default_container(c)
     for vol in dicts(spec.get("volumes")):
         _default_volume(vol)
 
 
-def all_containers(spec: Obj) -> list[Obj]:
+def _all_containers(spec: Obj) -> list[Obj]:
     return [*dicts(spec.get("initContainers")), *dicts(spec.get("containers")),
             *dicts(spec.get("ephemeralContainers"))]
 
 
 def _default_container(c: Obj) -> None:
     if not c.get("imagePullPolicy"):
-        c["imagePullPolicy"] = "Always" if image_tag(c.get("image") or "") == "latest" \
+        c["imagePullPolicy"] = "Always" if _image_tag(c.get("image") or "") == "latest" \
             else "IfNotPresent"
     fill(c, "terminationMessagePath", "/dev/termination-log")
     fill(c, "terminationMessagePolicy", "File")
@@ -323,7 +323,7 @@ def _default_probe(probe: Obj) -> None:
 
 
 def _default_volume(vol: Obj) -> None:
-    if all(vol.get(k) is None for k in VOLUME_SOURCES):
+    if all(vol.get(k) is None for k in _VOLUME_SOURCES):
         vol["emptyDir"] = {}
     for key in ("secret", "configMap", "downwardAPI", "projected"):
         source = vol.get(key)
@@ -359,8 +359,8 @@ def validate_pod_spec(spec: Obj, path: str, *, resource_is_pod: bool = False) ->
     out += _init_containers(spec, volumes, path, grace)
     out += _ephemeral_containers(spec, volumes, path, grace)
     out += _host_network_ports(spec, path, resource_is_pod)
-    out += enum(spec.get("restartPolicy"), f"{path}.restartPolicy", RESTART_POLICIES)
-    out += enum(spec.get("dnsPolicy"), f"{path}.dnsPolicy", DNS_POLICIES)
+    out += enum(spec.get("restartPolicy"), f"{path}.restartPolicy", _RESTART_POLICIES)
+    out += enum(spec.get("dnsPolicy"), f"{path}.dnsPolicy", _DNS_POLICIES)
     out += v.labels(spec.get("nodeSelector"), f"{path}.nodeSelector")
     out += _pod_security_context(spec.get("securityContext"), f"{path}.securityContext")
     out += _dns_config(spec, path)
@@ -385,7 +385,7 @@ def validate_pod_spec(spec: Obj, path: str, *, resource_is_pod: bool = False) ->
     for key in ("hostname", "subdomain"):
         if spec.get(key):
             out += invalid_all(f"{path}.{key}", spec[key], v.dns1123_label(spec[key]))
-    out += tolerations(spec.get("tolerations"), f"{path}.tolerations")
+    out += _tolerations(spec.get("tolerations"), f"{path}.tolerations")
     for i, alias in enumerate(dicts(spec.get("hostAliases"))):
         p = f"{path}.hostAliases[{i}]"
         out += ip_causes(alias.get("ip", ""), f"{p}.ip")
@@ -433,7 +433,7 @@ _HOST_PATH_TYPES = ("", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCr
 
 def _volume_source(vol: Obj, path: str) -> list[Cause]:
     out: list[Cause] = []
-    found = [k for k in VOLUME_SOURCES if vol.get(k) is not None]
+    found = [k for k in _VOLUME_SOURCES if vol.get(k) is not None]
     out += [v.forbidden(f"{path}.{k}", "may not specify more than 1 volume type")
             for k in found[1:]]
     if not found:
@@ -485,7 +485,7 @@ def _container_common(c: Obj, path: str, volumes: dict[str, Obj]) -> list[Cause]
     out += _env(c.get("env"), f"{path}.env")
     out += _env_from(c.get("envFrom"), f"{path}.envFrom")
     out += _volume_mounts(c.get("volumeMounts"), volumes, f"{path}.volumeMounts")
-    out += enum(c.get("imagePullPolicy"), f"{path}.imagePullPolicy", PULL_POLICIES)
+    out += enum(c.get("imagePullPolicy"), f"{path}.imagePullPolicy", _PULL_POLICIES)
     out += _resources(c.get("resources"), f"{path}.resources")
     sc = c.get("securityContext")
     if isinstance(sc, dict):
@@ -552,7 +552,7 @@ def _ephemeral_containers(spec: Obj, volumes: dict[str, Obj], path: str,
         names.add(c.get("name"))
         target = c.get("targetContainerName")
         if target and target not in others:
-            out.append(not_found(f"{cp}.targetContainerName", target))
+            out.append(_not_found(f"{cp}.targetContainerName", target))
     return out
 
 
@@ -592,7 +592,7 @@ def _container_ports(ports: Any, path: str) -> list[Cause]:
         p = f"{path}[{i}]"
         name = port.get("name")
         if name:
-            errs = port_name_errors(name)
+            errs = _port_name_errors(name)
             if errs:
                 out += invalid_all(f"{p}.name", name, errs)
             elif name in names:
@@ -626,7 +626,7 @@ def _env(envs: Any, path: str) -> list[Cause]:
         if not name:
             out.append(v.required(f"{p}.name"))
         else:
-            out += invalid_all(f"{p}.name", name, env_name_errors(name))
+            out += invalid_all(f"{p}.name", name, _env_name_errors(name))
         if isinstance(env.get("valueFrom"), dict):
             out += _value_from(env, f"{p}.valueFrom")
     return out
@@ -692,7 +692,7 @@ def _env_from(sources: Any, path: str) -> list[Cause]:
     for i, source in enumerate(dicts(sources)):
         p = f"{path}[{i}]"
         if source.get("prefix"):
-            out += invalid_all(f"{p}.prefix", source["prefix"], env_name_errors(source["prefix"]))
+            out += invalid_all(f"{p}.prefix", source["prefix"], _env_name_errors(source["prefix"]))
         present = [k for k in ("configMapRef", "secretRef") if isinstance(source.get(k), dict)]
         for key in present:
             name = source[key].get("name")
@@ -716,7 +716,7 @@ def _volume_mounts(mounts: Any, volumes: dict[str, Obj], path: str) -> list[Caus
         if not name:
             out.append(v.required(f"{p}.name"))
         if name not in volumes:
-            out.append(not_found(f"{p}.name", name))
+            out.append(_not_found(f"{p}.name", name))
         mount_path = mount.get("mountPath") or ""
         if not mount_path:
             out.append(v.required(f"{p}.mountPath"))
@@ -733,11 +733,9 @@ _STANDARD_RESOURCES = {"cpu", "memory", "ephemeral-storage", "storage", "pods", 
 
 
 def _resource_name(name: str, path: str) -> list[Cause]:
-    """validateContainerResourceName for a name with no domain prefix."""
-    if "/" in name:
-        return invalid_all(path, name, v.qualified_name(name))
+    """validateContainerResourceName: a qualified name; unprefixed ones must be standard."""
     out = invalid_all(path, name, v.qualified_name(name))
-    if out:
+    if out or "/" in name:
         return out
     hugepages = name.startswith("hugepages-")
     if name not in _STANDARD_RESOURCES and not hugepages:
@@ -762,11 +760,11 @@ def _resources(res: Any, path: str) -> list[Cause]:
         for name, raw in values.items():
             p = f"{path}.{group}[{name}]"
             out += _resource_name(name, p)
-            q = quantity(raw)
+            q = _quantity(raw)
             if q is not None and q < 0:
-                out.append(v.invalid(p, str(raw), NON_NEGATIVE))
+                out.append(v.invalid(p, str(raw), _NON_NEGATIVE))
     for name, raw in requests.items():
-        req, lim = quantity(raw), quantity(limits.get(name))
+        req, lim = _quantity(raw), _quantity(limits.get(name))
         if name not in limits:
             if not _overcommit_allowed(name):
                 out.append(v.required(f"{path}.limits",
@@ -824,7 +822,7 @@ def _dns_config(spec: Obj, path: str) -> list[Cause]:
     return out
 
 
-def tolerations(items: Any, path: str) -> list[Cause]:
+def _tolerations(items: Any, path: str) -> list[Cause]:
     """ValidateTolerations."""
     out: list[Cause] = []
     for i, t in enumerate(dicts(items)):
@@ -874,7 +872,7 @@ def _probe(probe: Obj, path: str, grace: Any, kind: str) -> list[Cause]:
     for key in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold",
                 "failureThreshold"):
         if isinstance(probe.get(key), int) and probe[key] < 0:
-            out.append(v.invalid(f"{path}.{key}", probe[key], NON_NEGATIVE))
+            out.append(v.invalid(f"{path}.{key}", probe[key], _NON_NEGATIVE))
     tgps = probe.get("terminationGracePeriodSeconds")
     if tgps is not None and tgps <= 0:
         out.append(v.invalid(f"{path}.terminationGracePeriodSeconds", tgps,
@@ -919,7 +917,7 @@ def _action(kind: str, action: Obj, path: str, grace: Any) -> list[Cause]:
         for header in dicts(action.get("httpHeaders")):
             name = header.get("name") or ""
             if not re.fullmatch(r"[-A-Za-z0-9]+", name):
-                out.append(v.invalid(f"{path}.httpHeaders", name, regex_error(
+                out.append(v.invalid(f"{path}.httpHeaders", name, _regex_error(
                     "a valid HTTP header must consist of alphanumeric characters or '-'",
                     "[-A-Za-z0-9]+", "X-Header-Name")))
         return out
