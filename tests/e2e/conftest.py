@@ -92,7 +92,7 @@ def cluster(tmp_path_factory) -> Cluster:
 def ns(cluster: Cluster):
     """A fresh namespace per test, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    cluster.kubectl("create", "namespace", name)
     try:
         yield name
     finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import time
 
@@ -115,20 +116,24 @@ def test_get_tables_and_outputs(cluster, ns):
 
 def test_get_watch_sees_a_change(cluster, ns):
     cluster.apply(pod("w", ns))
-    proc = subprocess.Popen([KUBECTL, f"--cache-dir={cluster.cache}", "get", "pod", "w", "-n",
-                             ns, "-w", "-o", "name", "--output-watch-events"],
+    proc = subprocess.Popen([KUBECTL, f"--cache-dir={cluster.cache}", "get", "pods", "-n", ns,
+                             "-w", "--no-headers", "-o",
+                             "custom-columns=NAME:.metadata.name,SEEN:.metadata.labels.seen"],
                             env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    lines: list[list[str]] = []
     try:
-        time.sleep(1.5)
-        cluster.kubectl("label", "pod", "w", "-n", ns, "seen=yes")
-        deadline = time.time() + 15
-        line = ""
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if "MODIFIED" in line:
-                break
-        assert line.split() == ["MODIFIED", "pod/w"]
+        deadline = time.time() + 20
+        labelled = False
+        while time.time() < deadline and ["w", "yes"] not in lines:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                lines.append(proc.stdout.readline().split())
+            if lines and not labelled:
+                cluster.kubectl("label", "pod", "w", "-n", ns, "seen=yes")
+                labelled = True
+        assert lines[0] == ["w", "<none>"]
+        assert ["w", "yes"] in lines
     finally:
         proc.kill()
         proc.wait()
