@@ -39,13 +39,13 @@ def test_conflict_on_stale_resource_version(cluster, ns):
     stale = v1.read_namespaced_config_map("race", ns)
     fresh = v1.read_namespaced_config_map("race", ns)
     fresh.data = {"k": "fresh"}
-    v1.replace_namespaced_config_map("race", ns, fresh)
+    replaced = v1.replace_namespaced_config_map("race", ns, fresh)
     stale.data = {"k": "stale"}
     with pytest.raises(ApiException) as e:
         v1.replace_namespaced_config_map("race", ns, stale)
     assert e.value.status == 409 and "the object has been modified" in e.value.body
     assert v1.read_namespaced_config_map("race", ns).data == {"k": "fresh"}
-    assert first.metadata.resource_version != fresh.metadata.resource_version
+    assert first.metadata.resource_version != replaced.metadata.resource_version
 
 
 def test_list_paging(cluster, ns):
