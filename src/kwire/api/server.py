@@ -8,6 +8,7 @@ requests are ever inside a write at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import traceback
@@ -110,6 +111,7 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
     res = Resources(store, registry, allocator)
     await bootstrap(res, config)
+    gc.freeze()  # start-up objects live forever; keep the collector from rescanning them
     users = {tok: User(u.name, u.groups) for tok, u in read_token_file(config.tokens_file).items()}
     app, api = build_app(res, Authenticator(users), f"{config.api_host}:{config.api_port}")
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
