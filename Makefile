@@ -5,16 +5,16 @@ PY      := $(VENV)/bin/python
 APT_PKGS := python3 python3-venv python3-pip ca-certificates
 KUBECTL ?= /usr/bin/kubectl
 
-.PHONY: up down test unit integration e2e bench deps apt venv
+.PHONY: up down test unit bench deps apt venv
 
 up: deps
+	ln -sf $(abspath $(VENV))/bin/kwire /usr/local/bin/kwire
 	kwire up
 
 down:
 	-kwire down
 
 deps: apt venv
-	ln -sf $(abspath $(VENV))/bin/kwire /usr/local/bin/kwire
 
 apt:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

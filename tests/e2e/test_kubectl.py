@@ -282,3 +282,23 @@ def test_no_credentials_is_401(cluster):
         assert e.code == 401
         body = json.loads(e.read())
         assert body["kind"] == "Status" and body["reason"] == "Unauthorized"
+
+
+def test_typed_create_and_scale(cluster, ns):
+    """kubectl's typed commands send protobuf bodies and use the scale subresource."""
+    out = cluster.kubectl("create", "deployment", "web", "-n", ns, "--image=nginx:alpine",
+                          "--replicas=1").stdout.strip()
+    assert out == "deployment.apps/web created"
+    out = cluster.kubectl("scale", "deployment", "web", "-n", ns, "--replicas=3").stdout.strip()
+    assert out == "deployment.apps/web scaled"
+    live = cluster.kubectl_json("get", "deployment", "web", "-n", ns)
+    assert live["spec"]["replicas"] == 3
+    assert live["metadata"]["generation"] == 2
+    assert live["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "25%",
+                                                         "maxUnavailable": "25%"}
+    cluster.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=k=v")
+    assert cluster.kubectl_json("get", "cm", "cfg", "-n", ns)["data"] == {"k": "v"}
+    cluster.kubectl("create", "secret", "generic", "s", "-n", ns, "--from-literal=p=secret")
+    assert cluster.kubectl_json("get", "secret", "s", "-n", ns)["data"] == {"p": "c2VjcmV0"}
+    r = cluster.kubectl("scale", "deployment", "web", "-n", ns, "--replicas=-1", check=False)
+    assert r.returncode != 0

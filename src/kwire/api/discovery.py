@@ -14,6 +14,9 @@ SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"]
                      "scale": ["get", "patch", "update"], "finalize": ["update"],
                      "proxy": ["create", "delete", "get", "patch", "update"]}
 
+# Subresources whose objects belong to another API group (kubectl drain looks for these).
+SUBRESOURCE_GROUPS = {"eviction": ("policy", "v1"), "scale": ("autoscaling", "v1")}
+
 
 def version_info() -> dict:
     major, minor, _ = KUBE_VERSION.lstrip("v").split(".")
@@ -41,8 +44,11 @@ def _subresources(k: Kind) -> list[dict]:
             kind = {"log": "Pod", "exec": "PodExecOptions", "attach": "PodAttachOptions",
                     "portforward": "PodPortForwardOptions",
                     "proxy": f"{k.kind}ProxyOptions"}[sub]
-        out.append({"name": f"{k.plural}/{sub}", "singularName": "", "namespaced": k.namespaced,
-                    "kind": kind, "verbs": SUBRESOURCE_VERBS.get(sub, ["get"])})
+        entry = {"name": f"{k.plural}/{sub}", "singularName": "", "namespaced": k.namespaced,
+                 "kind": kind, "verbs": SUBRESOURCE_VERBS.get(sub, ["get"])}
+        if sub in SUBRESOURCE_GROUPS:
+            entry["group"], entry["version"] = SUBRESOURCE_GROUPS[sub]
+        out.append(entry)
     return out
 
 

@@ -360,6 +360,25 @@ class API:
             obj, _ = await self.res.update(t.kind, t.namespace, t.name, body,
                                            self._write_opts(request), "finalize")
             return respond(obj)
+        elif sub == "scale":
+            if m == "GET":
+                return respond(await self.res.get_scale(t.kind, t.namespace, t.name))
+            if m in ("PUT", "PATCH"):
+                ptype = None if m == "PUT" else PATCH_TYPES.get(request.content_type)
+                if m == "PATCH" and ptype in (None, "apply"):
+                    raise APIError(415, "the body of the request was in an unknown format",
+                                   "UnsupportedMediaType")
+                body = parse_body(await request.read(),
+                                  request.content_type if m == "PUT" else JSON)
+                opts = self._write_opts(request)
+                return respond(await self.res.update_scale(t.kind, t.namespace, t.name, ptype,
+                                                           body, opts))
+        elif sub == "eviction" and m == "POST":
+            body = parse_body(await request.read(), request.content_type)
+            opts = self._delete_options(request, (body or {}).get("deleteOptions")
+                                        if isinstance(body, dict) else None)
+            await self.res.delete(t.kind, t.namespace, t.name, opts)
+            return respond(errors.status_success(), 201)
         elif sub == "binding" and m == "POST":
             body = parse_body(await request.read(), request.content_type)
             await self.res.bind(t.kind, t.namespace, t.name, body)

@@ -22,7 +22,7 @@ from kwire.api import errors, schema, smp
 from kwire.api.allocators import ServiceAllocator
 from kwire.api.errors import APIError
 from kwire.api.registry import Kind, Registry
-from kwire.api.selectors import FieldSelector, LabelSelector
+from kwire.api.selectors import FieldSelector, LabelSelector, selector_from_object
 from kwire.store import AlreadyExists, Conflict, Expired, NotFound, Store
 
 GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -456,6 +456,40 @@ class Resources:
                 continue
         raise errors.conflict(kind.plural, name)
 
+    # --- scale ----------------------------------------------------------------------
+
+    async def get_scale(self, kind: Kind, namespace: str, name: str) -> dict:
+        return _scale_of(await self.get(kind, namespace, name))
+
+    async def update_scale(self, kind: Kind, namespace: str, name: str, patch_type: str | None,
+                           body: Any, opts: WriteOptions) -> dict:
+        """PUT (patch_type None) or PATCH of autoscaling/v1 Scale: only spec.replicas of
+        the object changes."""
+        for _ in range(PATCH_RETRIES):
+            obj = await self.get(kind, namespace, name)
+            scale = _scale_of(obj)
+            new = body if patch_type is None else self._apply_patch(kind, scale, patch_type, body)
+            if not isinstance(new, dict):
+                raise errors.bad_request("Scale must be a JSON object")
+            want = (new.get("metadata") or {}).get("resourceVersion")
+            if patch_type is None and want and want != obj["metadata"]["resourceVersion"]:
+                raise errors.conflict(kind.plural, name, kind.group)
+            replicas = (new.get("spec") or {}).get("replicas", 0)
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid("Scale", name, [errors.Cause(
+                    "spec.replicas", "FieldValueInvalid",
+                    f"Invalid value: {json.dumps(replicas)}: must be greater than or equal "
+                    "to 0")], "autoscaling")
+            updated = copy.deepcopy(obj)
+            updated["spec"]["replicas"] = replicas
+            try:
+                return _scale_of(await self._write_update(kind, obj, updated, opts, None))
+            except errors.APIError as e:
+                if e.code == 409 and e.reason == "Conflict" and not want:
+                    continue
+                raise
+        raise errors.conflict(kind.plural, name, kind.group)
+
     # --- delete ---------------------------------------------------------------------
 
     async def delete(self, kind: Kind, namespace: str | None, name: str,
@@ -571,6 +605,17 @@ class Resources:
         if existing is not None:
             return existing
         return await self.create(kind, meta.get("namespace"), obj, WriteOptions())
+
+
+def _scale_of(obj: dict) -> dict:
+    meta = obj["metadata"]
+    sel = (obj.get("spec") or {}).get("selector")
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                              "creationTimestamp") if k in meta},
+            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                       "selector": str(selector_from_object(sel)) if sel else ""}}
 
 
 class WatchStream:
