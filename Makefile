@@ -3,7 +3,6 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 APT_PKGS := python3 python3-venv python3-pip ca-certificates
-KUBECTL ?= /usr/bin/kubectl
 
 .PHONY: up down test unit bench deps apt venv
 

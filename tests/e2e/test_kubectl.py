@@ -302,3 +302,16 @@ def test_typed_create_and_scale(cluster, ns):
     assert cluster.kubectl_json("get", "secret", "s", "-n", ns)["data"] == {"p": "c2VjcmV0"}
     r = cluster.kubectl("scale", "deployment", "web", "-n", ns, "--replicas=-1", check=False)
     assert r.returncode != 0
+
+
+def test_every_namespace_gets_default_service_account_and_root_ca(cluster, ns):
+    deadline = time.time() + 10
+    names: list[str] = []
+    while time.time() < deadline:
+        names = cluster.kubectl("get", "sa,cm", "-n", ns, "-o", "name").stdout.split()
+        if {"serviceaccount/default", "configmap/kube-root-ca.crt"} <= set(names):
+            break
+        time.sleep(0.2)
+    assert {"serviceaccount/default", "configmap/kube-root-ca.crt"} <= set(names)
+    ca = cluster.kubectl_json("get", "cm", "kube-root-ca.crt", "-n", ns)["data"]["ca.crt"]
+    assert ca == (cluster.state_dir / "ca.crt").read_text()

@@ -25,6 +25,7 @@ from kwire.cluster.config import ClusterConfig
 from kwire.client import Client
 from kwire.cluster.pki import load_tokens, read_token_file, server_ssl_context
 from kwire.controllers import manager
+from kwire.controllers.perns import root_ca_publisher
 from kwire.store.sqlite import SQLiteStore
 
 log = logging.getLogger("kwire.server")
@@ -123,7 +124,8 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     client = Client(f"https://127.0.0.1:{config.api_port}",
                     token=load_tokens(config).admin, ca_file=str(config.ca_cert))
     tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds))]
-    controllers = asyncio.create_task(manager.run(client, stop))
+    controllers = asyncio.create_task(manager.run(client, stop, manager.CONTROLLERS + (
+        ("root-ca-cert-publisher", root_ca_publisher(config.ca_cert.read_text())),)))
     try:
         await stop.wait()
     finally:

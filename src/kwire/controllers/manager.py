@@ -17,6 +17,7 @@ from typing import Protocol
 from kwire.client import Backoff, Client, Informers
 from kwire.controllers.garbagecollector import GarbageCollector
 from kwire.controllers.namespace import NamespaceController
+from kwire.controllers.perns import service_accounts
 
 log = logging.getLogger("kwire.controllers")
 
@@ -32,6 +33,7 @@ ControllerFactory = Callable[[Client, Informers], Controller]
 CONTROLLERS: tuple[tuple[str, ControllerFactory], ...] = (
     ("namespace", NamespaceController),
     ("garbagecollector", GarbageCollector),
+    ("serviceaccount", service_accounts),
 )
 
 
