@@ -1,6 +1,7 @@
 """The official `kubernetes` Python client against a cluster started with `kwire up`."""
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -130,3 +131,23 @@ def test_watch_after_compaction_is_gone(compacting):
                        timeout_seconds=3):
         assert (ev["type"], ev["object"].metadata.name) == ("ADDED", "after")
         w.stop()
+
+
+def test_watch_bookmarks_when_asked(cluster, ns):
+    v1 = client.CoreV1Api(cluster.client())
+    rv = v1.list_namespaced_config_map(ns).metadata.resource_version
+    resp = v1.list_namespaced_config_map(ns, watch=True, allow_watch_bookmarks=True,
+                                         resource_version=rv, timeout_seconds=7,
+                                         _preload_content=False)
+    types = []
+    try:
+        for line in resp:
+            ev = json.loads(line)
+            types.append(ev["type"])
+            if ev["type"] == "BOOKMARK":
+                assert int(ev["object"]["metadata"]["resourceVersion"]) >= int(rv)
+                assert ev["object"]["kind"] == "ConfigMap"
+                break
+    finally:
+        resp.release_conn()
+    assert "BOOKMARK" in types

@@ -40,29 +40,28 @@ def status_success(details: dict | None = None) -> dict:
     return s
 
 
-def not_found(resource: str, name: str, group: str = "") -> APIError:
-    qual = f"{resource}.{group}" if group else resource
-    details = {"name": name, "kind": resource}
+def _about(resource: str, name: str, group: str) -> tuple[str, dict[str, Any]]:
+    """The resource as messages spell it ("pods", "deployments.apps") and the details."""
+    details: dict[str, Any] = {"name": name, "kind": resource}
     if group:
         details["group"] = group
+    return (f"{resource}.{group}" if group else resource), details
+
+
+def not_found(resource: str, name: str, group: str = "") -> APIError:
+    qual, details = _about(resource, name, group)
     return APIError(404, f'{qual} "{name}" not found', "NotFound", details)
 
 
 def already_exists(resource: str, name: str, group: str = "") -> APIError:
-    qual = f"{resource}.{group}" if group else resource
-    details = {"name": name, "kind": resource}
-    if group:
-        details["group"] = group
+    qual, details = _about(resource, name, group)
     return APIError(409, f'{qual} "{name}" already exists', "AlreadyExists", details)
 
 
 def conflict(resource: str, name: str, group: str = "", why: str = "") -> APIError:
-    qual = f"{resource}.{group}" if group else resource
+    qual, details = _about(resource, name, group)
     why = why or ("the object has been modified; please apply your changes to the latest "
                   "version and try again")
-    details = {"name": name, "kind": resource}
-    if group:
-        details["group"] = group
     return APIError(409, f'Operation cannot be fulfilled on {qual} "{name}": {why}', "Conflict",
                     details)
 

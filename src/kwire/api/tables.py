@@ -22,8 +22,11 @@ def parse_time(ts: str | None) -> datetime | None:
 
 
 def human_duration(seconds: float) -> str:
-    """duration.HumanDuration: 5s, 3m2s, 4h, 2d, 3y45d."""
-    s = int(seconds)
+    """duration.HumanDuration: 5s, 3m2s, 4h, 2d, 3y45d. Up to a second in the future
+    counts as now (clock skew); further is "<invalid>"."""
+    s = int(seconds)  # truncates toward zero, as Go's int(d.Seconds())
+    if s < -1:
+        return "<invalid>"
     if s < 0:
         s = 0
     if s < 60 * 2:
