@@ -28,8 +28,10 @@ class ServiceAllocator:
         self.net = ipaddress.ip_network(service_cidr)
         self.ports = parse_port_range(node_port_range)
         self.rng = rng or random.Random()
+        # calculateRangeOffset: min(max(16, size/16), 256) addresses, none at all
+        # for ranges of 16 addresses or fewer.
         size = self.net.num_addresses
-        self.static_band = min(max(16, size // 64), 256)
+        self.static_band = 0 if size <= 16 else min(max(16, size // 16), 256)
 
     def allocate(self, svc: dict, old: dict | None, others: Iterable[dict]) -> list[Cause]:
         """Fill spec.clusterIP(s) and nodePorts of svc in place; causes when it cannot."""

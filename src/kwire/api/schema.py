@@ -8,14 +8,19 @@ types come from data/fields.json (see tools/gen_fields.py).
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 _SCALARS = {"str": (str,), "int": (int,), "bool": (bool,), "datetime": (str,),
             "float": (int, float), "quantity": (str, int, float)}
-_GO_TYPES = {"str": "string", "int": "int64", "bool": "bool", "datetime": "Time",
-             "float": "float64", "quantity": "Quantity"}
+_GO_TYPES = {"str": "string", "int": "int64", "bool": "bool", "datetime": "v1.Time",
+             "float": "float64", "quantity": "resource.Quantity", "bytes": "[]uint8"}
+# What Go stores for a null list element or map value (decoding null into it is a no-op).
+_ZEROS = {"str": "", "int": 0, "bool": False, "float": 0, "quantity": "0"}
+_INDEX = re.compile(r"\[[^\]]*\]")
+_STRUCT_NAME = re.compile(r"(?:[A-Z][a-z]+)?V(\d+(?:(?:alpha|beta)\d+)?)(\w+)")
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +45,8 @@ class DecodeResult:
 
 
 def decode(obj: dict, type_name: str) -> tuple[dict, DecodeResult]:
-    """Return obj with unknown fields and nulls dropped, and what was found."""
+    """Return obj as Go would decode it (unknown fields and null fields dropped, null
+    list elements and map values zeroed), and what was found."""
     res = DecodeResult()
     out = _walk(obj, type_name, "", res, type_name)
     return out, res
@@ -51,17 +57,16 @@ def _walk(value: Any, t: str, path: str, res: DecodeResult, owner: str) -> Any:
         return None
     if t.startswith("List["):
         if not isinstance(value, list):
-            _type_error(res, value, path, owner, "[]" + t[5:-1])
+            _type_error(res, value, path, owner, t)
             return value
         inner = t[5:-1]
-        return [_walk(v, inner, f"{path}[{i}]", res, owner) for i, v in enumerate(value)]
+        return [_element(v, inner, f"{path}[{i}]", res, owner) for i, v in enumerate(value)]
     if t.startswith("Dict[str, "):
         if not isinstance(value, dict):
-            _type_error(res, value, path, owner, "map[string]" + t[10:-1])
+            _type_error(res, value, path, owner, t)
             return value
         inner = t[10:-1]
-        return {k: _walk(v, inner, f"{path}[{k}]", res, owner) for k, v in value.items()
-                if v is not None or inner not in _types()}
+        return {k: _element(v, inner, f"{path}[{k}]", res, owner) for k, v in value.items()}
     if t == "object":
         return value
     if t in _SCALARS:
@@ -69,7 +74,7 @@ def _walk(value: Any, t: str, path: str, res: DecodeResult, owner: str) -> Any:
         if t == "int" and isinstance(value, float) and value.is_integer():
             return int(value)
         if not ok:
-            _type_error(res, value, path, owner, _GO_TYPES[t])
+            _type_error(res, value, path, owner, t)
         return value
     fields = _types().get(t)
     if fields is None:
@@ -90,11 +95,34 @@ def _walk(value: Any, t: str, path: str, res: DecodeResult, owner: str) -> Any:
     return out
 
 
+def _element(value: Any, t: str, path: str, res: DecodeResult, owner: str) -> Any:
+    """A list element or map value: a null one becomes the Go zero value of its type."""
+    if value is None:
+        return _ZEROS.get(t, {} if t in _types() else None)
+    return _walk(value, t, path, res, owner)
+
+
+def _go_type(t: str) -> str:
+    """How Go prints the type: []string, map[string]resource.Quantity, v1.Container."""
+    if t.startswith("List["):
+        return "[]" + _go_type(t[5:-1])
+    if t.startswith("Dict[str, "):
+        return "map[string]" + _go_type(t[10:-1])
+    if t in _GO_TYPES:
+        return _GO_TYPES[t]
+    m = _STRUCT_NAME.fullmatch(t)
+    return f"v{m.group(1)}.{m.group(2)}" if m else t
+
+
 def _type_error(res: DecodeResult, value: Any, path: str, owner: str, want: str) -> None:
+    """encoding/json's UnmarshalTypeError: the innermost struct, then the JSON field
+    path without list indices or map keys."""
     if res.type_error:
         return
     got = {str: "string", bool: "bool", int: "number", float: "number", list: "array",
            dict: "object"}.get(type(value), "value")
-    struct = owner[2:] if owner.startswith("V1") else owner
+    if got == "number" and want == "int":
+        got = f"number {json.dumps(value)}"
+    struct = _go_type(owner).partition(".")[2] or owner
     res.type_error = (f"json: cannot unmarshal {got} into Go struct field {struct}."
-                      f"{path.split('[')[0]} of type {want}")
+                      f"{_INDEX.sub('', path)} of type {_go_type(want)}")

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from kwire import __version__
 from kwire.cli import CLIError
+from kwire.cli.get import get
 from kwire.cluster import lifecycle
 from kwire.cluster.config import ClusterConfig, ClusterError, load_settings
 
@@ -140,6 +141,8 @@ def server(config_path: Path, log_level: str) -> None:
 
     serve(config)
 
+
+main.add_command(get)
 
 if __name__ == "__main__":
     main()

@@ -131,13 +131,6 @@ def _containers(obj: Obj) -> tuple[str, str]:
 _PERCENT = re.compile(r"^[0-9]+%$")
 _PERCENT_MSG = ("a valid percent string must be a numeric string followed by an ending '%' "
                 "(e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')")
-_NEGATIVE = "must be greater than or equal to 0"
-
-
-def _nonnegative(value: Any, path: str) -> list[Cause]:
-    """ValidateNonnegativeField, for an optional integer."""
-    return [v.invalid(path, value, _NEGATIVE)] if isinstance(value, int) and value < 0 else []
-
 
 def _int_or_percent_value(value: Any) -> int:
     """getIntOrPercentValue: a percent's number, an int, or a string's Atoi (0 if not one)."""
@@ -151,7 +144,7 @@ def _int_or_percent(value: Any, path: str) -> list[Cause]:
     """ValidatePositiveIntOrPercent: a non-negative int or a `<digits>%` string."""
     if isinstance(value, str) and not _PERCENT.match(value):
         return [go_invalid(path, go_int_or_string(value), _PERCENT_MSG)]
-    return _nonnegative(value, path)
+    return v.nonnegative(value, path)
 
 
 def _at_most_100_percent(value: Any, path: str) -> list[Cause]:
@@ -159,6 +152,45 @@ def _at_most_100_percent(value: Any, path: str) -> list[Cause]:
     if isinstance(value, str) and _PERCENT.match(value) and int(value[:-1]) > 100:
         return [go_invalid(path, go_int_or_string(value), "must not be greater than 100%")]
     return []
+
+
+def _default_strategy(spec: dict, field: str, max_unavailable: Any, max_surge: Any) -> None:
+    """SetDefaults_Deployment and SetDefaults_DaemonSet both default to a RollingUpdate
+    strategy; only the field name and the two limits differ."""
+    strategy = spec.setdefault(field, {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.setdefault("rollingUpdate", {})
+        rolling.setdefault("maxUnavailable", max_unavailable)
+        rolling.setdefault("maxSurge", max_surge)
+
+
+def _rolling_limits(rolling: dict, path: str) -> tuple[Any, Any, list[Cause]]:
+    """maxUnavailable and maxSurge of a rollingUpdate, each checked as an int or a percent.
+    The rules that combine them differ between Deployment and DaemonSet."""
+    unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
+    causes = _int_or_percent(unavailable, f"{path}.maxUnavailable")
+    causes += _int_or_percent(surge, f"{path}.maxSurge")
+    return unavailable, surge, causes
+
+
+def _strategy_not_supported(strategy: dict, path: str, go_types: tuple[str, str],
+                            supported: list[str]) -> list[Cause]:
+    """An unknown strategy type. Go prints the strategy struct (go_types names it and its
+    rollingUpdate), where a set rollingUpdate shows as a pointer address."""
+    strategy_type, rolling_type = go_types
+    pointer = "nil" if strategy.get("rollingUpdate") is None else "0xc000000000"
+    shown = (f"apps.{strategy_type}{{Type:{go_quote(strategy.get('type') or '')}, "
+             f"RollingUpdate:(*apps.{rolling_type})({pointer})}}")
+    return [go_not_supported(path, shown, supported)]
+
+
+def _empty_selector(sel: dict, owner: str) -> list[Cause]:
+    """A selector with neither matchLabels nor matchExpressions would select every pod."""
+    if sel.get("matchLabels") or sel.get("matchExpressions"):
+        return []
+    return [go_invalid("spec.selector", go_label_selector(sel),
+                       f"empty selector is invalid for {owner}")]
 
 
 def _default_template(spec: dict) -> None:
@@ -205,9 +237,7 @@ def _validate_replicated(spec: dict, empty_owner: str) -> list[Cause]:
         causes.append(v.required("spec.selector"))
     else:
         causes += validate_label_selector(sel, "spec.selector")
-        if not sel.get("matchLabels") and not sel.get("matchExpressions"):
-            causes.append(go_invalid("spec.selector", go_label_selector(sel),
-                                     f"empty selector is invalid for {empty_owner}"))
+        causes += _empty_selector(sel, empty_owner)
     try:
         selector = selector_from_object(sel)
     except SelectorError:
@@ -241,7 +271,7 @@ def _validate_status(status: dict, fields: tuple[str, ...],
                      bounded: tuple[str, ...]) -> list[Cause]:
     """Status counts: non-negative, and (for bounded ones) no more than status.replicas;
     available no more than ready."""
-    causes = [c for f in fields for c in _nonnegative(status.get(f), f"status.{f}")]
+    causes = [c for f in fields for c in v.nonnegative(status.get(f), f"status.{f}")]
     replicas = status.get("replicas", 0)
     for f in bounded:
         if status.get(f, 0) > replicas:
@@ -282,12 +312,7 @@ def default_deployment(obj: Obj) -> None:
     """SetDefaults_Deployment, then the pod template's defaults."""
     spec = obj.setdefault("spec", {})
     spec.setdefault("replicas", 1)
-    strategy = spec.setdefault("strategy", {})
-    strategy.setdefault("type", "RollingUpdate")
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.setdefault("rollingUpdate", {})
-        rolling.setdefault("maxUnavailable", "25%")
-        rolling.setdefault("maxSurge", "25%")
+    _default_strategy(spec, "strategy", "25%", "25%")
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
     _default_template(spec)
@@ -306,32 +331,28 @@ def _validate_deployment_strategy(strategy: dict) -> list[Cause]:
             return [v.required("spec.strategy.rollingUpdate",
                                "this should be defaulted and never be nil")]
         path = "spec.strategy.rollingUpdate"
-        unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
-        causes = _int_or_percent(unavailable, f"{path}.maxUnavailable")
-        causes += _int_or_percent(surge, f"{path}.maxSurge")
+        unavailable, surge, causes = _rolling_limits(rolling, path)
         if _int_or_percent_value(unavailable) == 0 and _int_or_percent_value(surge) == 0:
             causes.append(go_invalid(f"{path}.maxUnavailable", go_int_or_string(unavailable),
                                      "may not be 0 when `maxSurge` is 0"))
         # only maxUnavailable is capped: a Deployment may surge past 100%
         return causes + _at_most_100_percent(unavailable, f"{path}.maxUnavailable")
-    # Go prints the strategy struct; a set rollingUpdate shows as a pointer address
-    pointer = "nil" if rolling is None else "0xc000000000"
-    shown = (f"apps.DeploymentStrategy{{Type:{go_quote(kind or '')}, "
-             f"RollingUpdate:(*apps.RollingUpdateDeployment)({pointer})}}")
-    return [go_not_supported("spec.strategy", shown, ["Recreate", "RollingUpdate"])]
+    return _strategy_not_supported(strategy, "spec.strategy",
+                                   ("DeploymentStrategy", "RollingUpdateDeployment"),
+                                   ["Recreate", "RollingUpdate"])
 
 
 def validate_deployment(obj: Obj) -> list[Cause]:
     """ValidateDeployment, plus status checks for writes to /status."""
     spec = obj.get("spec") or {}
-    causes = _meta(obj) + _nonnegative(spec.get("replicas"), "spec.replicas")
+    causes = _meta(obj) + v.nonnegative(spec.get("replicas"), "spec.replicas")
     causes += _validate_replicated(spec, "deployment")
     causes += _validate_deployment_strategy(spec.get("strategy") or {})
-    causes += _nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
-    causes += _nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
+    causes += v.nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
+    causes += v.nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
     deadline = spec.get("progressDeadlineSeconds")
     if deadline is not None:
-        causes += _nonnegative(deadline, "spec.progressDeadlineSeconds")
+        causes += v.nonnegative(deadline, "spec.progressDeadlineSeconds")
         if deadline <= spec.get("minReadySeconds", 0):
             causes.append(v.invalid("spec.progressDeadlineSeconds", deadline,
                                     "must be greater than minReadySeconds"))
@@ -388,8 +409,8 @@ def default_replicaset(obj: Obj) -> None:
 
 def validate_replicaset(obj: Obj) -> list[Cause]:
     spec = obj.get("spec") or {}
-    causes = _meta(obj) + _nonnegative(spec.get("replicas"), "spec.replicas")
-    causes += _nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
+    causes = _meta(obj) + v.nonnegative(spec.get("replicas"), "spec.replicas")
+    causes += v.nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
     causes += _validate_replicated(spec, "deployment")
     counts = ("replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas",
               "observedGeneration")
@@ -444,12 +465,7 @@ REPLICASET = REGISTRY.add(Kind(
 def default_daemonset(obj: Obj) -> None:
     """SetDefaults_DaemonSet, then the pod template's defaults."""
     spec = obj.setdefault("spec", {})
-    strategy = spec.setdefault("updateStrategy", {})
-    strategy.setdefault("type", "RollingUpdate")
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.setdefault("rollingUpdate", {})
-        rolling.setdefault("maxUnavailable", 1)
-        rolling.setdefault("maxSurge", 0)
+    _default_strategy(spec, "updateStrategy", 1, 0)
     spec.setdefault("revisionHistoryLimit", 10)
     _default_template(spec)
 
@@ -463,9 +479,7 @@ def _validate_daemonset_strategy(strategy: dict) -> list[Cause]:
         path = "spec.updateStrategy.rollingUpdate"
         if rolling is None:
             return [v.required(path)]
-        unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
-        causes = _int_or_percent(unavailable, f"{path}.maxUnavailable")
-        causes += _int_or_percent(surge, f"{path}.maxSurge")
+        unavailable, surge, causes = _rolling_limits(rolling, path)
         causes += _at_most_100_percent(unavailable, f"{path}.maxUnavailable")
         causes += _at_most_100_percent(surge, f"{path}.maxSurge")
         has_unavailable = _int_or_percent_value(unavailable) != 0
@@ -476,10 +490,9 @@ def _validate_daemonset_strategy(strategy: dict) -> list[Cause]:
         elif not has_unavailable and not has_surge:
             causes.append(v.required(f"{path}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
         return causes
-    pointer = "nil" if rolling is None else "0xc000000000"
-    shown = (f"apps.DaemonSetUpdateStrategy{{Type:{go_quote(kind or '')}, "
-             f"RollingUpdate:(*apps.RollingUpdateDaemonSet)({pointer})}}")
-    return [go_not_supported("spec.updateStrategy", shown, ["RollingUpdate", "OnDelete"])]
+    return _strategy_not_supported(strategy, "spec.updateStrategy",
+                                   ("DaemonSetUpdateStrategy", "RollingUpdateDaemonSet"),
+                                   ["RollingUpdate", "OnDelete"])
 
 
 def validate_daemonset(obj: Obj) -> list[Cause]:
@@ -494,13 +507,12 @@ def validate_daemonset(obj: Obj) -> list[Cause]:
             causes.append(_labels_mismatch(template))
     except SelectorError:
         pass
-    if sel is not None and not sel.get("matchLabels") and not sel.get("matchExpressions"):
-        causes.append(go_invalid("spec.selector", go_label_selector(sel),
-                                 "empty selector is invalid for daemonset"))
+    if sel is not None:
+        causes += _empty_selector(sel, "daemonset")
     causes += _validate_template(template, "DaemonSet")
-    causes += _nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
+    causes += v.nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
     causes += _validate_daemonset_strategy(spec.get("updateStrategy") or {})
-    causes += _nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
+    causes += v.nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
     counts = ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled",
               "numberReady", "observedGeneration", "updatedNumberScheduled", "numberAvailable",
               "numberUnavailable", "collisionCount")

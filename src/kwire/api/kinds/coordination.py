@@ -29,11 +29,7 @@ def validate_lease(obj: Obj) -> list[Cause]:
     duration = spec.get("leaseDurationSeconds")
     if duration is not None and duration <= 0:
         causes.append(v.invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
-    transitions = spec.get("leaseTransitions")
-    if transitions is not None and transitions < 0:
-        causes.append(v.invalid("spec.leaseTransitions", transitions,
-                                "must be greater than or equal to 0"))
-    return causes
+    return causes + v.nonnegative(spec.get("leaseTransitions"), "spec.leaseTransitions")
 
 
 def lease_row(obj: Obj, now: datetime) -> list:

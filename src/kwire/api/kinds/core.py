@@ -23,9 +23,8 @@ from typing import Any, Callable, Iterable
 
 from kwire.api import validation as v
 from kwire.api.kinds.podspec import (
-    IP_MSG, POD_SPEC_SCHEMA, PROTOCOLS, TAINT_EFFECTS, Obj, config_key_errors, default_pod_spec,
-    dicts, enum, fill, invalid_all, ip_causes, non_special_ip, parse_ip, pod_qos, port_num_or_name,
-    validate_pod_spec,
+    POD_SPEC_SCHEMA, PROTOCOLS, TAINT_EFFECTS, Obj, config_key_errors, default_pod_spec, dicts,
+    enum, fill, pod_qos, port_num_or_name, validate_pod_spec,
 )
 from kwire.api.registry import AGE_COLUMN, NAME_COLUMN, REGISTRY, Column, Kind
 from kwire.api.tables import human_duration, parse_time, since
@@ -61,7 +60,7 @@ def _meta(obj: Obj, namespaced: bool, name_check: Callable[[str], list[str]] = v
 
 def _finalizer(name: str, path: str, kube_path: str) -> list[Cause]:
     """A finalizer is qualified, and without a domain it must be one Kubernetes defines."""
-    out = invalid_all(path, name, v.qualified_name(name))
+    out = v.invalid_all(path, name, v.qualified_name(name))
     if "/" not in name and name not in _STANDARD_FINALIZERS:
         out.append(v.invalid(kube_path, name,
                              "name is neither a standard finalizer name nor is it fully qualified"))
@@ -421,7 +420,7 @@ def _default_service(svc: Obj) -> None:
             spec["ipFamilyPolicy"] = "RequireDualStack" if _headless(spec) and not spec.get(
                 "selector") else "SingleStack"
         if not spec.get("ipFamilies"):
-            ip = parse_ip((spec.get("clusterIPs") or [""])[0])
+            ip = v.parse_ip((spec.get("clusterIPs") or [""])[0])
             spec["ipFamilies"] = ["IPv6" if ip is not None and ip.version == 6 else "IPv4"]
     fill(svc.setdefault("status", {}), "loadBalancer", {})
 
@@ -480,7 +479,7 @@ def _validate_service(svc: Obj) -> list[Cause]:
             if spec.get(key):
                 out.append(v.forbidden(f"spec.{key}", "may not be set for ExternalName services"))
         cname = (spec.get("externalName") or "").removesuffix(".")
-        out += invalid_all("spec.externalName", cname, v.dns1123_subdomain(cname)) if cname \
+        out += v.invalid_all("spec.externalName", cname, v.dns1123_subdomain(cname)) if cname \
             else [v.required("spec.externalName")]
     names: set[str] = set()
     for i, port in enumerate(ports):
@@ -495,8 +494,8 @@ def _validate_service(svc: Obj) -> list[Cause]:
                                "must not be set when session affinity is None"))
     out += _cluster_ip_fields(spec)
     for i, ip in enumerate(spec.get("externalIPs") or []):
-        errs = ip_causes(ip, f"spec.externalIPs[{i}]")
-        out += errs or non_special_ip(ip, f"spec.externalIPs[{i}]")
+        errs = v.ip_address(ip, f"spec.externalIPs[{i}]")
+        out += errs or v.non_special_ip(ip, f"spec.externalIPs[{i}]")
     out += enum(kind, "spec.type", _SERVICE_TYPES)
     if kind == "ClusterIP":
         out += [v.forbidden(f"spec.ports[{i}].nodePort", "may not be used when `type` is "
@@ -527,7 +526,7 @@ def _service_port(port: Obj, require_name: bool, names: set[str], path: str) -> 
     if require_name and not name:
         out.append(v.required(f"{path}.name"))
     elif name:
-        out += invalid_all(f"{path}.name", name, v.dns1123_label(name))
+        out += v.invalid_all(f"{path}.name", name, v.dns1123_label(name))
         if name in names:
             out.append(v.duplicate(f"{path}.name", name))
         names.add(name)
@@ -535,8 +534,8 @@ def _service_port(port: Obj, require_name: bool, names: set[str], path: str) -> 
     out += enum(port.get("protocol"), f"{path}.protocol", PROTOCOLS)
     out += port_num_or_name(port.get("targetPort"), f"{path}.targetPort")
     if port.get("appProtocol") is not None:
-        out += invalid_all(f"{path}.appProtocol", port["appProtocol"],
-                           v.qualified_name(port["appProtocol"]))
+        out += v.invalid_all(f"{path}.appProtocol", port["appProtocol"],
+                             v.qualified_name(port["appProtocol"]))
     return out
 
 
@@ -586,14 +585,15 @@ def _cluster_ip_fields(spec: Obj) -> list[Cause]:
                 out.append(_invalid_list("spec.clusterIPs", ips,
                                          "'None' must be the first and only value"))
             continue
-        if parse_ip(addr) is None:
+        errs = v.ip_address(addr, f"spec.clusterIPs[{i}]")
+        if errs:
             bad = True
-            out.append(v.invalid(f"spec.clusterIPs[{i}]", addr, IP_MSG))
+            out += errs
     if len(ips) > 2:
         out.append(_invalid_list("spec.clusterIPs", ips, "may only hold up to 2 values"))
     if bad:
         return out
-    parsed = [parse_ip(a) for a in ips]
+    parsed = [v.parse_ip(a) for a in ips]
     if len(ips) > 1 and len({p.version for p in parsed if p is not None}) != len(ips):
         out.append(_invalid_list("spec.clusterIPs", ips,
                                  "may specify no more than one IP for each IP family"))
@@ -623,7 +623,7 @@ def _load_balancer_fields(spec: Obj) -> list[Cause]:
         out.append(v.required("allocateLoadBalancerNodePorts"))
     cls = spec.get("loadBalancerClass")
     if cls is not None:
-        out += invalid_all("spec.loadBalancerClass", cls, v.qualified_name(cls)) if lb else [
+        out += v.invalid_all("spec.loadBalancerClass", cls, v.qualified_name(cls)) if lb else [
             v.forbidden("spec.loadBalancerClass", "may only be used when `type` is "
                                                   "'LoadBalancer'")]
     return out
@@ -736,24 +736,25 @@ def _validate_endpoints(ep: Obj) -> list[Cause]:
             if len(ports) > 1 and not name:
                 out.append(v.required(f"{pp}.name"))
             elif name:
-                out += invalid_all(f"{pp}.name", name, v.dns1123_label(name))
+                out += v.invalid_all(f"{pp}.name", name, v.dns1123_label(name))
             out += v.port_number(port.get("port") or 0, f"{pp}.port")
             out += enum(port.get("protocol"), f"{pp}.protocol", PROTOCOLS)
             if port.get("appProtocol") is not None:
-                out += invalid_all(f"{pp}.appProtocol", port["appProtocol"],
-                                   v.qualified_name(port["appProtocol"]))
+                out += v.invalid_all(f"{pp}.appProtocol", port["appProtocol"],
+                                     v.qualified_name(port["appProtocol"]))
     return out
 
 
 def _endpoint_address(addr: Obj, path: str) -> list[Cause]:
     ip = addr.get("ip") or ""
-    out = ip_causes(ip, f"{path}.ip")
+    out = v.ip_address(ip, f"{path}.ip")
     if addr.get("hostname"):
-        out += invalid_all(f"{path}.hostname", addr["hostname"], v.dns1123_label(addr["hostname"]))
+        out += v.invalid_all(f"{path}.hostname", addr["hostname"],
+                             v.dns1123_label(addr["hostname"]))
     if addr.get("nodeName") is not None:
-        out += invalid_all(f"{path}.nodeName", addr["nodeName"],
-                           v.dns1123_subdomain(addr["nodeName"]))
-    return out + non_special_ip(ip, f"{path}.ip")
+        out += v.invalid_all(f"{path}.nodeName", addr["nodeName"],
+                             v.dns1123_subdomain(addr["nodeName"]))
+    return out + v.non_special_ip(ip, f"{path}.ip")
 
 
 def _endpoints_cell(ep: Obj) -> str:
@@ -811,10 +812,10 @@ def _validate_node(node: Obj) -> list[Cause]:
     out = _meta(node, False)
     for i, taint in enumerate(dicts(spec.get("taints"))):
         p = f"spec.taints[{i}]"
-        out += invalid_all(f"{p}.key", taint.get("key") or "",
-                           v.qualified_name(taint.get("key") or ""))
+        out += v.invalid_all(f"{p}.key", taint.get("key") or "",
+                             v.qualified_name(taint.get("key") or ""))
         if taint.get("value"):
-            out += invalid_all(f"{p}.value", taint["value"], v.label_value(taint["value"]))
+            out += v.invalid_all(f"{p}.value", taint["value"], v.label_value(taint["value"]))
         out += enum(taint.get("effect"), f"{p}.effect", TAINT_EFFECTS)
     for i, cidr in enumerate(spec.get("podCIDRs") or []):
         out += _cidr_causes(cidr, f"spec.podCIDRs[{i}]")
@@ -887,7 +888,7 @@ def _data_causes(data: Any, path: str, binary: bool) -> tuple[list[Cause], int]:
     out: list[Cause] = []
     size = 0
     for key, value in (data if isinstance(data, dict) else {}).items():
-        out += invalid_all(f"{path}[{key}]", key, config_key_errors(key))
+        out += v.invalid_all(f"{path}[{key}]", key, config_key_errors(key))
         if binary:
             problem = _base64_error(value)
             if problem:
@@ -1016,7 +1017,7 @@ def _validate_event(event: Obj) -> list[Cause]:
         controller = event.get("reportingComponent") or ""
         if not controller:
             out.append(v.required("reportingComponent"))
-        out += invalid_all("reportingComponent", controller, v.qualified_name(controller))
+        out += v.invalid_all("reportingComponent", controller, v.qualified_name(controller))
         for key, limit, required in (("reportingInstance", 128, True), ("action", 128, True),
                                      ("reason", 128, True), ("message", 1024, False)):
             value = event.get(key) or ""
@@ -1024,7 +1025,7 @@ def _validate_event(event: Obj) -> list[Cause]:
                 out.append(v.required(key))
             if len(value) > limit:
                 out.append(v.invalid(key, "", f"can have at most {limit} characters"))
-    return out + invalid_all("namespace", namespace, v.dns1123_subdomain(namespace))
+    return out + v.invalid_all("namespace", namespace, v.dns1123_subdomain(namespace))
 
 
 def _event_row(event: Obj, now: datetime) -> list:

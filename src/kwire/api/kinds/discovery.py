@@ -11,7 +11,6 @@ from datetime import datetime
 
 from kwire.api import validation as v
 from kwire.api.kinds.core import OBJECT_META_SCHEMA
-from kwire.api.kinds.networking import parse_ip
 from kwire.api.registry import AGE_COLUMN, NAME_COLUMN, REGISTRY, Column, Kind, Obj
 from kwire.api.tables import age
 from kwire.api.validation import Cause
@@ -35,28 +34,13 @@ def default_endpoint_slice(obj: Obj) -> None:
 
 
 def _endpoint_ip(path: str, address: str, version: int) -> list[Cause]:
-    """IsValidIPv4Address / IsValidIPv6Address, then ValidateEndpointIP: no unspecified,
-    loopback or link-local addresses."""
-    ip = parse_ip(address)
+    """IsValidIPv4Address / IsValidIPv6Address, then ValidateEndpointIP (which is
+    ValidateNonSpecialIP); kwire reports both, so a bad address gets both messages."""
+    ip = v.parse_ip(address)
     causes = []
     if ip is None or ip.version != version:
         causes.append(v.invalid(path, address, f"must be a valid IPv{version} address"))
-    if ip is None:
-        return causes + [v.invalid(path, address, "must be a valid IP address")]
-    if ip.is_unspecified:
-        causes.append(v.invalid(path, address, f"may not be unspecified ({address})"))
-    if ip.is_loopback:
-        causes.append(v.invalid(path, address,
-                                "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
-    if ip.is_link_local:
-        causes.append(v.invalid(path, address,
-                                "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
-    packed = ip.packed
-    if (ip.version == 4 and packed[:3] == b"\xe0\x00\x00") or \
-            (ip.version == 6 and packed[0] == 0xFF and packed[1] & 0x0F == 0x02):
-        causes.append(v.invalid(path, address, "may not be in the link-local multicast range "
-                                               "(224.0.0.0/24, ff02::/10)"))
-    return causes
+    return causes + v.non_special_ip(address, path)
 
 
 def _fqdn(path: str, name: str) -> list[Cause]:
@@ -89,7 +73,7 @@ def _validate_hints(hints: dict, path: str) -> list[Cause]:
         if name in seen:
             causes.append(v.duplicate(zpath, name))
         seen.add(name)
-        causes += [v.invalid(zpath, name, m) for m in v.label_value(name)]
+        causes += v.invalid_all(zpath, name, v.label_value(name))
     return causes
 
 
@@ -108,14 +92,14 @@ def _validate_endpoint(endpoint: dict, address_type: str, path: str) -> list[Cau
             causes += _fqdn(apath, address)
     node = endpoint.get("nodeName")
     if node is not None:
-        causes += [v.invalid(f"{path}.nodeName", node, m) for m in v.dns1123_subdomain(node)]
+        causes += v.invalid_all(f"{path}.nodeName", node, v.dns1123_subdomain(node))
     topology = endpoint.get("deprecatedTopology")
     if topology and len(topology) > MAX_TOPOLOGY_LABELS:
         causes.append(too_many(f"{path}.deprecatedTopology", len(topology), MAX_TOPOLOGY_LABELS))
     causes += v.labels(topology, f"{path}.deprecatedTopology")
     hostname = endpoint.get("hostname")
     if hostname is not None:
-        causes += [v.invalid(f"{path}.hostname", hostname, m) for m in v.dns1123_label(hostname)]
+        causes += v.invalid_all(f"{path}.hostname", hostname, v.dns1123_label(hostname))
     if endpoint.get("hints") is not None:
         causes += _validate_hints(endpoint["hints"], f"{path}.hints")
     return causes
@@ -125,7 +109,7 @@ def _validate_port(port: dict, path: str, seen: set[str]) -> list[Cause]:
     causes: list[Cause] = []
     name = port.get("name", "")
     if name:
-        causes += [v.invalid(f"{path}.name", name, m) for m in v.dns1123_label(name)]
+        causes += v.invalid_all(f"{path}.name", name, v.dns1123_label(name))
     if name in seen:
         causes.append(v.duplicate(f"{path}.name", name))
     seen.add(name)
@@ -136,8 +120,8 @@ def _validate_port(port: dict, path: str, seen: set[str]) -> list[Cause]:
         causes.append(v.not_supported(f"{path}.protocol", protocol, PROTOCOLS))
     app_protocol = port.get("appProtocol")
     if app_protocol is not None:
-        causes += [v.invalid(f"{path}.appProtocol", app_protocol, m)
-                   for m in v.qualified_name(app_protocol)]
+        causes += v.invalid_all(f"{path}.appProtocol", app_protocol,
+                                v.qualified_name(app_protocol))
     return causes
 
 

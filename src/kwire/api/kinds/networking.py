@@ -6,10 +6,8 @@ the table columns are pkg/printers/internalversion's. Every list in these types 
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import datetime
-from typing import Any
 
 from kwire.api import validation as v
 from kwire.api.kinds.apps import format_label_selector, go_invalid, go_strings
@@ -17,83 +15,9 @@ from kwire.api.kinds.core import OBJECT_META_SCHEMA
 from kwire.api.registry import AGE_COLUMN, NAME_COLUMN, REGISTRY, Column, Kind, Obj
 from kwire.api.selectors import validate_label_selector
 from kwire.api.tables import age
-from kwire.api.validation import Cause
+from kwire.api.validation import Cause, parse_cidr, parse_ip
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# --- addresses and names (k8s.io/apimachinery/pkg/util/validation, k8s.io/utils/net) ------
-
-_DOTTED_QUAD = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$")
-
-
-def _sloppy(text: str) -> str:
-    """ParseIPSloppy reads IPv4 octets with leading zeros as decimal ("010" is 10)."""
-    if _DOTTED_QUAD.match(text):
-        return ".".join(str(int(octet)) for octet in text.split("."))
-    return text
-
-
-def parse_ip(text: str) -> IPAddress | None:
-    """netutils.ParseIPSloppy; an IPv4-mapped IPv6 address is its IPv4 address, as in Go."""
-    try:
-        ip = ipaddress.ip_address(_sloppy(text))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def parse_cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    """netutils.ParseCIDRSloppy: host bits may be set; the result is the network."""
-    addr, slash, bits = text.partition("/")
-    if not slash or not bits.isdigit():
-        return None
-    try:
-        return ipaddress.ip_network(f"{_sloppy(addr)}/{bits}", strict=False)
-    except ValueError:
-        return None
-
-
-_PORT_NAME_CHARS = re.compile(r"^[-a-z0-9]+$")
-
-
-def port_name(name: str) -> list[str]:
-    """IsValidPortName (an IANA_SVC_NAME)."""
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not _PORT_NAME_CHARS.match(name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search("[a-z]", name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name and (name[0] == "-" or name[-1] == "-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
-
-
-def port_number(value: int) -> list[str]:
-    """IsValidPortNum."""
-    return [] if 1 <= value <= 65535 else ["must be between 1 and 65535, inclusive"]
-
-
-_WILDCARD_FMT = r"\*\." + v.DNS1123_SUBDOMAIN_FMT
-_WILDCARD_RE = re.compile("^" + _WILDCARD_FMT + "$")
-
-
-def wildcard_dns1123_subdomain(value: str) -> list[str]:
-    """IsWildcardDNS1123Subdomain: `*.` then a DNS subdomain."""
-    errs = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _WILDCARD_RE.match(value):
-        errs.append("a wildcard DNS-1123 subdomain must start with '*.', followed by a valid "
-                    "DNS subdomain, which must consist of lower case alphanumeric characters, "
-                    "'-' or '.' and end with an alphanumeric character (e.g. '*.example.com', "
-                    "regex used for validation is '" + _WILDCARD_FMT + "')")
-    return errs
+# --- names (k8s.io/apimachinery/pkg/api/validation/path) ---------------------------------
 
 
 def path_segment_name(name: str) -> list[str]:
@@ -103,14 +27,10 @@ def path_segment_name(name: str) -> list[str]:
     return [f"may not contain '{c}'" for c in "/%" if c in name]
 
 
-def _invalid_each(path: str, value: Any, messages: list[str]) -> list[Cause]:
-    return [v.invalid(path, value, m) for m in messages]
-
-
 def _hostname(path: str, host: str) -> list[Cause]:
     """A rule or TLS host: a DNS subdomain, or a wildcard one when it holds a `*`."""
-    check = wildcard_dns1123_subdomain if "*" in host else v.dns1123_subdomain
-    return _invalid_each(path, host, check(host))
+    check = v.wildcard_dns1123_subdomain if "*" in host else v.dns1123_subdomain
+    return v.invalid_all(path, host, check(host))
 
 
 # --- Ingress ------------------------------------------------------------------------------
@@ -125,14 +45,14 @@ def _validate_local_ref(ref: dict, path: str) -> list[Cause]:
     """validateIngressTypedLocalObjectReference: apiGroup, kind and name of a reference."""
     causes: list[Cause] = []
     if ref.get("apiGroup") is not None:
-        causes += _invalid_each(f"{path}.apiGroup", ref["apiGroup"],
+        causes += v.invalid_all(f"{path}.apiGroup", ref["apiGroup"],
                                 v.dns1123_subdomain(ref["apiGroup"]))
     for field in ("kind", "name"):
         value = ref.get(field) or ""
         if not value:
             causes.append(v.required(f"{path}.{field}", f"{field} is required"))
         else:
-            causes += _invalid_each(f"{path}.{field}", value, path_segment_name(value))
+            causes += v.invalid_all(f"{path}.{field}", value, path_segment_name(value))
     return causes
 
 
@@ -150,15 +70,15 @@ def _validate_backend(backend: dict, path: str) -> list[Cause]:
     if not name:
         causes.append(v.required(f"{path}.service.name"))
     else:
-        causes += _invalid_each(f"{path}.service.name", name, v.dns1035_label(name))
+        causes += v.invalid_all(f"{path}.service.name", name, v.dns1035_label(name))
     port = service.get("port") or {}
     pname, pnumber = port.get("name") or "", port.get("number") or 0
     if pname and pnumber:
         causes.append(v.invalid(path, "", "cannot set both port name & port number"))
     elif pname:
-        causes += _invalid_each(f"{path}.service.port.name", pname, port_name(pname))
+        causes += v.invalid_all(f"{path}.service.port.name", pname, v.port_name(pname))
     elif pnumber:
-        causes += _invalid_each(f"{path}.service.port.number", pnumber, port_number(pnumber))
+        causes += v.port_number(pnumber, f"{path}.service.port.number")
     else:
         causes.append(v.required(path, "port name or number is required"))
     return causes
@@ -209,11 +129,10 @@ def _validate_ingress_status(status: dict) -> list[Cause]:
     for i, point in enumerate((status.get("loadBalancer") or {}).get("ingress") or []):
         path = f"status.loadBalancer.ingress[{i}]"
         ip, hostname = point.get("ip") or "", point.get("hostname") or ""
-        if ip and parse_ip(ip) is None:
-            causes.append(v.invalid(f"{path}.ip", ip, "must be a valid IP address, "
-                                                      "(e.g. 10.9.8.7 or 2001:db8::ffff)"))
+        if ip:
+            causes += v.ip_address(ip, f"{path}.ip")
         if hostname:
-            causes += _invalid_each(f"{path}.hostname", hostname, v.dns1123_subdomain(hostname))
+            causes += v.invalid_all(f"{path}.hostname", hostname, v.dns1123_subdomain(hostname))
             if parse_ip(hostname) is not None:
                 causes.append(v.invalid(f"{path}.hostname", hostname,
                                         "must be a DNS name, not an IP address"))
@@ -240,11 +159,11 @@ def validate_ingress(obj: Obj) -> list[Cause]:
             causes += _hostname(f"spec.tls[{i}].hosts[{j}]", host)
         secret = tls.get("secretName") or ""
         if secret:
-            causes += _invalid_each(f"spec.tls[{i}].secretName", secret,
+            causes += v.invalid_all(f"spec.tls[{i}].secretName", secret,
                                     v.dns1123_subdomain(secret))
     class_name = spec.get("ingressClassName")
     if class_name is not None:
-        causes += _invalid_each("spec.ingressClassName", class_name,
+        causes += v.invalid_all("spec.ingressClassName", class_name,
                                 v.dns1123_subdomain(class_name))
     annotation = (meta.get("annotations") or {}).get(INGRESS_CLASS_ANNOTATION)
     if annotation is not None and class_name is not None and annotation != class_name:
@@ -319,10 +238,9 @@ def _domain_prefixed_path(path: str, value: str) -> list[Cause]:
     host, slash, rest = value.partition("/")
     if not slash or not host or not rest:
         return [v.invalid(path, value, 'must be a domain-prefixed path (such as "acme.io/foo")')]
-    causes = _invalid_each(path, host, v.dns1123_subdomain(host))
+    causes = v.invalid_all(path, host, v.dns1123_subdomain(host))
     if not _HTTP_PATH_RE.match(rest):
-        causes.append(v.invalid(path, rest, "Invalid path (regex used for validation is '"
-                                + _HTTP_PATH_FMT + "')"))
+        causes.append(v.invalid(path, rest, v.regex_error("Invalid path", _HTTP_PATH_FMT)))
     return causes
 
 
@@ -341,7 +259,7 @@ def _validate_parameters(params: dict) -> list[Cause]:
             causes.append(v.required(f"{path}.namespace",
                                      "`parameters.scope` is set to 'Namespace'"))
         else:
-            causes += _invalid_each(f"{path}.namespace", namespace, v.dns1123_label(namespace))
+            causes += v.invalid_all(f"{path}.namespace", namespace, v.dns1123_label(namespace))
     elif namespace is not None:
         causes.append(v.forbidden(f"{path}.namespace", "`parameters.scope` is set to 'Cluster'"))
     return causes
@@ -419,17 +337,19 @@ def _validate_policy_port(port: dict, path: str) -> list[Cause]:
         causes.append(v.not_supported(f"{path}.protocol", protocol, _PROTOCOLS))
     number, end = port.get("port"), port.get("endPort")
     if isinstance(number, int):
-        causes += _invalid_each(f"{path}.port", number, port_number(number))
+        causes += v.port_number(number, f"{path}.port")
         if end is not None:
             if end < number:
                 causes.append(v.invalid(f"{path}.endPort", number,
                                         "must be greater than or equal to `port`"))
-            causes += _invalid_each(f"{path}.endPort", end, port_number(end))
-    elif number is not None:
+            causes += v.port_number(end, f"{path}.endPort")
+    elif isinstance(number, str):
         if end is not None:
             causes.append(v.invalid(f"{path}.endPort", end,
                                     "may not be specified when `port` is non-numeric"))
-        causes += _invalid_each(f"{path}.port", number, port_name(number))
+        causes += v.invalid_all(f"{path}.port", number, v.port_name(number))
+    elif number is not None:
+        causes.append(v.invalid(f"{path}.port", number, "must be an integer or a port name"))
     elif end is not None:
         causes.append(v.invalid(f"{path}.endPort", end,
                                 "may not be specified when `port` is not specified"))

@@ -9,7 +9,6 @@ because kubectl prints them verbatim.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -57,18 +56,9 @@ PROTOCOLS = ("SCTP", "TCP", "UDP")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 _NON_NEGATIVE = "must be greater than or equal to 0"
-IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
 _FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
 _ID_RANGE = "must be between 0 and 2147483647, inclusive"
 _MAX_INT32 = 2147483647
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    """validation.RegexError: the message, examples and the regex."""
-    if examples:
-        msg += " (e.g. " + " or ".join(f"'{e}', " for e in examples)
-        return msg + f"regex used for validation is '{fmt}')"
-    return msg + f" (regex used for validation is '{fmt}')"
 
 
 def _not_found(path: str, value: Any) -> Cause:
@@ -95,32 +85,12 @@ def enum(value: Any, path: str, allowed: Iterable[str]) -> list[Cause]:
     return []
 
 
-def invalid_all(path: str, value: Any, msgs: Iterable[str]) -> list[Cause]:
-    return [v.invalid(path, value, m) for m in msgs]
-
-
-# --- names, ports, addresses ----------------------------------------------------
-
-def _port_name_errors(name: str) -> list[str]:
-    """IsValidPortName: an IANA_SVC_NAME."""
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not re.fullmatch(r"[-a-z0-9]+", name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search(r"[a-z]", name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name and (name[0] == "-" or name[-1] == "-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
-
+# --- names and ports ---------------------------------------------------------------
 
 def port_num_or_name(port: Any, path: str) -> list[Cause]:
     """An IntOrString port: a number is range-checked, a string is a port name."""
     if isinstance(port, str):
-        return invalid_all(path, port, _port_name_errors(port))
+        return v.invalid_all(path, port, v.port_name(port))
     return v.port_number(port or 0, path)
 
 
@@ -130,9 +100,9 @@ def config_key_errors(key: str) -> list[str]:
     if len(key) > 253:
         errs.append("must be no more than 253 characters")
     if not re.fullmatch(r"[-._a-zA-Z0-9]+", key):
-        errs.append(_regex_error("a valid config key must consist of alphanumeric characters, "
-                                "'-', '_' or '.'", "[-._a-zA-Z0-9]+",
-                                "key.name", "KEY_NAME", "key-name"))
+        errs.append(v.regex_error("a valid config key must consist of alphanumeric characters, "
+                                  "'-', '_' or '.'", "[-._a-zA-Z0-9]+",
+                                  "key.name", "KEY_NAME", "key-name"))
     if key == ".":
         errs.append("must not be '.'")
     elif key == "..":
@@ -148,45 +118,6 @@ def _env_name_errors(name: str) -> list[str]:
         return ["a valid environment variable name must consist only of printable ASCII "
                 "characters other than '='"]
     return []
-
-
-def parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """netutils.ParseIPSloppy: also accepts IPv4 octets with leading zeros."""
-    if not isinstance(value, str) or "%" in value:
-        return None
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        parts = value.split(".")
-        if len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts):
-            return ipaddress.IPv4Address(".".join(str(int(p)) for p in parts))
-        return None
-
-
-def ip_causes(value: Any, path: str) -> list[Cause]:
-    return [] if parse_ip(value) else [v.invalid(path, value, IP_MSG)]
-
-
-def non_special_ip(value: str, path: str) -> list[Cause]:
-    """ValidateNonSpecialIP: endpoints and external IPs may not be host-local addresses."""
-    ip = parse_ip(value)
-    if ip is None:
-        return [v.invalid(path, value, "must be a valid IP address")]
-    out = []
-    if ip.is_unspecified:
-        out.append(v.invalid(path, value, f"may not be unspecified ({value})"))
-    if ip.is_loopback:
-        out.append(v.invalid(path, value,
-                             "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
-    if ip.is_link_local:
-        out.append(v.invalid(path, value,
-                             "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
-    packed = ip.packed
-    if (ip.version == 4 and packed[:3] == b"\xe0\x00\x00") or \
-            (ip.version == 6 and packed[0] == 0xFF and packed[1] & 0x0F == 0x02):
-        out.append(v.invalid(path, value, "may not be in the link-local multicast range "
-                                          "(224.0.0.0/24, ff02::/10)"))
-    return out
 
 
 # --- quantities -------------------------------------------------------------------
@@ -366,34 +297,34 @@ def validate_pod_spec(spec: Obj, path: str, *, resource_is_pod: bool = False) ->
     out += _dns_config(spec, path)
     for i, gate in enumerate(dicts(spec.get("readinessGates"))):
         p = f"{path}.readinessGates[{i}].conditionType"
-        out += invalid_all(p, gate.get("conditionType", ""),
-                           v.qualified_name(gate.get("conditionType") or ""))
+        out += v.invalid_all(p, gate.get("conditionType", ""),
+                             v.qualified_name(gate.get("conditionType") or ""))
     seen: set[str] = set()
     for i, gate in enumerate(dicts(spec.get("schedulingGates"))):
         name = gate.get("name") or ""
-        out += invalid_all(f"{path}.schedulingGates[{i}]", name, v.qualified_name(name))
+        out += v.invalid_all(f"{path}.schedulingGates[{i}]", name, v.qualified_name(name))
         if name in seen:
             out.append(v.duplicate(f"{path}.schedulingGates[{i}]", name))
         seen.add(name)
     for key in ("serviceAccountName", "nodeName"):
         if spec.get(key):
-            out += invalid_all(f"{path}.{key}", spec[key], v.dns1123_subdomain(spec[key]))
+            out += v.invalid_all(f"{path}.{key}", spec[key], v.dns1123_subdomain(spec[key]))
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is not None and not 1 <= deadline <= _MAX_INT32:
         out.append(v.invalid(f"{path}.activeDeadlineSeconds", deadline,
                              f"must be between 1 and {_MAX_INT32}, inclusive"))
     for key in ("hostname", "subdomain"):
         if spec.get(key):
-            out += invalid_all(f"{path}.{key}", spec[key], v.dns1123_label(spec[key]))
+            out += v.invalid_all(f"{path}.{key}", spec[key], v.dns1123_label(spec[key]))
     out += _tolerations(spec.get("tolerations"), f"{path}.tolerations")
     for i, alias in enumerate(dicts(spec.get("hostAliases"))):
         p = f"{path}.hostAliases[{i}]"
-        out += ip_causes(alias.get("ip", ""), f"{p}.ip")
+        out += v.ip_address(alias.get("ip", ""), f"{p}.ip")
         for j, host in enumerate(alias.get("hostnames") or []):
-            out += invalid_all(f"{p}.hostnames[{j}]", host, v.dns1123_subdomain(host))
+            out += v.invalid_all(f"{p}.hostnames[{j}]", host, v.dns1123_subdomain(host))
     if spec.get("priorityClassName"):
-        out += invalid_all(f"{path}.priorityClassName", spec["priorityClassName"],
-                           v.dns1123_subdomain(spec["priorityClassName"]))
+        out += v.invalid_all(f"{path}.priorityClassName", spec["priorityClassName"],
+                             v.dns1123_subdomain(spec["priorityClassName"]))
     if spec.get("preemptionPolicy") is not None:
         out += enum(spec["preemptionPolicy"], f"{path}.preemptionPolicy",
                     ("PreemptLowerPriority", "Never"))
@@ -417,7 +348,7 @@ def _volumes(vols: Any, path: str) -> tuple[dict[str, Obj], list[Cause]]:
         if not name:
             errs.append(v.required(f"{p}.name"))
         else:
-            errs += invalid_all(f"{p}.name", name, v.dns1123_label(name))
+            errs += v.invalid_all(f"{p}.name", name, v.dns1123_label(name))
         if name in by_name:
             errs.append(v.duplicate(f"{p}.name", name))
         if errs:
@@ -476,7 +407,7 @@ def _container_common(c: Obj, path: str, volumes: dict[str, Obj]) -> list[Cause]
     if not name:
         out.append(v.required(f"{path}.name"))
     else:
-        out += invalid_all(f"{path}.name", name, v.dns1123_label(name))
+        out += v.invalid_all(f"{path}.name", name, v.dns1123_label(name))
     if not c.get("image"):
         out.append(v.required(f"{path}.image"))
     out += enum(c.get("terminationMessagePolicy"), f"{path}.terminationMessagePolicy",
@@ -592,9 +523,9 @@ def _container_ports(ports: Any, path: str) -> list[Cause]:
         p = f"{path}[{i}]"
         name = port.get("name")
         if name:
-            errs = _port_name_errors(name)
+            errs = v.port_name(name)
             if errs:
-                out += invalid_all(f"{p}.name", name, errs)
+                out += v.invalid_all(f"{p}.name", name, errs)
             elif name in names:
                 out.append(v.duplicate(f"{p}.name", name))
             names.add(name)
@@ -626,7 +557,7 @@ def _env(envs: Any, path: str) -> list[Cause]:
         if not name:
             out.append(v.required(f"{p}.name"))
         else:
-            out += invalid_all(f"{p}.name", name, _env_name_errors(name))
+            out += v.invalid_all(f"{p}.name", name, _env_name_errors(name))
         if isinstance(env.get("valueFrom"), dict):
             out += _value_from(env, f"{p}.valueFrom")
     return out
@@ -660,7 +591,7 @@ def _field_ref(ref: Obj, path: str) -> list[Cause]:
     m = re.fullmatch(r"(metadata\.(?:labels|annotations))\['(.*)'\]", field_path)
     if m:
         key = m.group(2).lower() if m.group(1) == "metadata.annotations" else m.group(2)
-        return invalid_all(path, key, v.qualified_name(key))
+        return v.invalid_all(path, key, v.qualified_name(key))
     if field_path not in _DOWNWARD_FIELD_LABELS:
         return [v.invalid(f"{path}.fieldPath", field_path, "error converting fieldPath: field "
                           f"label not supported: {field_path}")]
@@ -681,10 +612,10 @@ def _resource_field_ref(ref: Obj, path: str) -> list[Cause]:
 
 def _key_ref(ref: Obj, path: str) -> list[Cause]:
     name = ref.get("name") or ""
-    out = invalid_all(f"{path}.name", name, v.dns1123_subdomain(name))
+    out = v.invalid_all(f"{path}.name", name, v.dns1123_subdomain(name))
     if not ref.get("key"):
         return out + [v.required(f"{path}.key")]
-    return out + invalid_all(f"{path}.key", ref["key"], config_key_errors(ref["key"]))
+    return out + v.invalid_all(f"{path}.key", ref["key"], config_key_errors(ref["key"]))
 
 
 def _env_from(sources: Any, path: str) -> list[Cause]:
@@ -692,14 +623,15 @@ def _env_from(sources: Any, path: str) -> list[Cause]:
     for i, source in enumerate(dicts(sources)):
         p = f"{path}[{i}]"
         if source.get("prefix"):
-            out += invalid_all(f"{p}.prefix", source["prefix"], _env_name_errors(source["prefix"]))
+            out += v.invalid_all(f"{p}.prefix", source["prefix"],
+                                 _env_name_errors(source["prefix"]))
         present = [k for k in ("configMapRef", "secretRef") if isinstance(source.get(k), dict)]
         for key in present:
             name = source[key].get("name")
             if not name:
                 out.append(v.required(f"{p}.{key}.name"))
             else:
-                out += invalid_all(f"{p}.{key}.name", name, v.dns1123_subdomain(name))
+                out += v.invalid_all(f"{p}.{key}.name", name, v.dns1123_subdomain(name))
         if not present:
             out.append(v.invalid(path, "", "must specify one of: `configMapRef` or `secretRef`"))
         elif len(present) > 1:
@@ -734,7 +666,7 @@ _STANDARD_RESOURCES = {"cpu", "memory", "ephemeral-storage", "storage", "pods", 
 
 def _resource_name(name: str, path: str) -> list[Cause]:
     """validateContainerResourceName: a qualified name; unprefixed ones must be standard."""
-    out = invalid_all(path, name, v.qualified_name(name))
+    out = v.invalid_all(path, name, v.qualified_name(name))
     if out or "/" in name:
         return out
     hugepages = name.startswith("hugepages-")
@@ -812,10 +744,10 @@ def _dns_config(spec: Obj, path: str) -> list[Cause]:
     if len(servers) > 3:
         out.append(v.invalid(f"{p}.nameservers", servers, "must not have more than 3 nameservers"))
     for i, server in enumerate(servers):
-        out += ip_causes(server, f"{p}.nameservers[{i}]")
+        out += v.ip_address(server, f"{p}.nameservers[{i}]")
     for i, search in enumerate(config.get("searches") or []):
         search = search[:-1] if search.endswith(".") else search
-        out += invalid_all(f"{p}.searches[{i}]", search, v.dns1123_subdomain(search))
+        out += v.invalid_all(f"{p}.searches[{i}]", search, v.dns1123_subdomain(search))
     for i, option in enumerate(dicts(config.get("options"))):
         if not option.get("name"):
             out.append(v.required(f"{p}.options[{i}]", "must not be empty"))
@@ -829,7 +761,7 @@ def _tolerations(items: Any, path: str) -> list[Cause]:
         p = f"{path}[{i}]"
         key, op, effect = t.get("key") or "", t.get("operator") or "", t.get("effect") or ""
         if key:
-            out += invalid_all(f"{p}.key", key, v.qualified_name(key))
+            out += v.invalid_all(f"{p}.key", key, v.qualified_name(key))
         if not key and op != "Exists":
             out.append(v.invalid(f"{p}.operator", op, "operator must be Exists when `key` is "
                                  "empty, which means \"match all values and all keys\""))
@@ -871,8 +803,7 @@ def _probe(probe: Obj, path: str, grace: Any, kind: str) -> list[Cause]:
     out = _handler(probe, path, grace, ("exec", "httpGet", "tcpSocket", "grpc"))
     for key in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold",
                 "failureThreshold"):
-        if isinstance(probe.get(key), int) and probe[key] < 0:
-            out.append(v.invalid(f"{path}.{key}", probe[key], _NON_NEGATIVE))
+        out += v.nonnegative(probe.get(key), f"{path}.{key}")
     tgps = probe.get("terminationGracePeriodSeconds")
     if tgps is not None and tgps <= 0:
         out.append(v.invalid(f"{path}.terminationGracePeriodSeconds", tgps,
@@ -917,7 +848,7 @@ def _action(kind: str, action: Obj, path: str, grace: Any) -> list[Cause]:
         for header in dicts(action.get("httpHeaders")):
             name = header.get("name") or ""
             if not re.fullmatch(r"[-A-Za-z0-9]+", name):
-                out.append(v.invalid(f"{path}.httpHeaders", name, _regex_error(
+                out.append(v.invalid(f"{path}.httpHeaders", name, v.regex_error(
                     "a valid HTTP header must consist of alphanumeric characters or '-'",
                     "[-A-Za-z0-9]+", "X-Header-Name")))
         return out

@@ -1,0 +1,101 @@
+"""Manifests given with -f: files, directories or stdin, in YAML or JSON.
+
+A file may hold several YAML documents and List kinds; each object keeps the
+name of its source, because kubectl's messages name it ('error when creating
+"web.yaml": ...').
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from kwire.cli.resources import Resource, ResourceError
+
+STDIN = "STDIN"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Manifest:
+    obj: dict
+    source: str
+
+    @property
+    def name(self) -> str:
+        return (self.obj.get("metadata") or {}).get("name") or ""
+
+    @property
+    def namespace(self) -> str:
+        return (self.obj.get("metadata") or {}).get("namespace") or ""
+
+
+def parse_manifests(text: str, source: str) -> list[Manifest]:
+    """The objects in one file: every non-empty document, List items in order."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise ResourceError(f"error parsing {source}: {e}") from None
+    out: list[Manifest] = []
+    for doc in documents:
+        for obj in _items(doc, source):
+            missing = [f for f in ("apiVersion", "kind") if not obj.get(f)]
+            if missing:
+                raise ResourceError(f'error validating "{source}": error validating data: '
+                                    + ", ".join(f"{f} not set" for f in missing))
+            out.append(Manifest(obj, source))
+    return out
+
+
+def _items(doc: object, source: str) -> list[dict]:
+    if not isinstance(doc, dict):
+        raise ResourceError(f"error parsing {source}: a manifest must be a mapping, "
+                            f"not {type(doc).__name__}")
+    if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+        return [obj for item in doc["items"] for obj in _items(item, source)]
+    return [doc]
+
+
+def read_manifests(paths: tuple[str, ...] | list[str], stdin: TextIO,
+                   verb: str) -> list[Manifest]:
+    """Every object in the given files ("-" is stdin); a directory contributes its
+    .yaml, .yml and .json files in name order, as kubectl reads them."""
+    out: list[Manifest] = []
+    for p in paths:
+        if p == "-":
+            out.extend(parse_manifests(stdin.read(), STDIN))
+            continue
+        path = Path(p)
+        if path.is_dir():
+            files = sorted(f for f in path.iterdir()
+                           if f.is_file() and f.suffix in MANIFEST_SUFFIXES)
+        elif path.exists():
+            files = [path]
+        else:
+            raise ResourceError(f'the path "{p}" does not exist')
+        for f in files:
+            try:
+                text = f.read_text()
+            except OSError as e:
+                raise ResourceError(f"cannot read {f}: {e.strerror}") from None
+            out.extend(parse_manifests(text, str(f)))
+    if not out:
+        raise ResourceError(f"no objects passed to {verb}")
+    return out
+
+
+def target_namespace(resource: Resource, manifest: Manifest, namespace: str,
+                     explicit: bool) -> str | None:
+    """Where an object goes: its own namespace, else the one given with -n or by
+    the context. An object naming another namespace than an explicit -n is
+    refused, as kubectl does. None for cluster-scoped kinds."""
+    if not resource.namespaced:
+        return None
+    own = manifest.namespace
+    if own and explicit and own != namespace:
+        raise ResourceError(
+            f'the namespace from the provided object "{own}" does not match the namespace '
+            f'"{namespace}". You must pass \'--namespace={own}\' to perform this operation.')
+    return own or namespace
