@@ -22,7 +22,6 @@ from kwire.api.selectors import SelectorError, parse_field_selector, parse_label
 
 MAX_BODY = 3 * 1024 * 1024
 MAX_DEPTH = 100
-MAX_NODES = 1_000_000
 JSON = "application/json"
 PATCH_TYPES = {"application/json-patch+json": "json",
                "application/merge-patch+json": "merge",
@@ -49,21 +48,62 @@ def error_response(e: APIError) -> web.Response:
     return respond(e.status(), e.code)
 
 
+class _YAMLLoader(yaml.SafeLoader):
+    """YAML as Kubernetes decodes it into JSON: timestamps stay strings and !!binary
+    stays its base64 text, so every value is a JSON value."""
+
+
+_YAMLLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YAMLLoader.add_constructor("tag:yaml.org,2002:binary",
+                            lambda loader, node: "".join(loader.construct_scalar(node).split()))
+
+
 def _check_bounds(obj: Any) -> None:
-    """Refuse documents too deep or too large once aliases are expanded."""
-    budget = MAX_NODES
-    stack = [(obj, 0)]
-    while stack:
-        cur, depth = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise errors.bad_request("the request body has too many elements")
+    """Refuse documents too deep, self-referencing, with non-finite numbers, or whose
+    YAML aliases expand past the body limit. Shared subtrees are measured once, so
+    an alias bomb costs as little to refuse as it took to parse."""
+    memo: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+
+    def walk(x: Any, depth: int) -> tuple[int, int]:
         if depth > MAX_DEPTH:
             raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
-        if isinstance(cur, dict):
-            stack.extend((v, depth + 1) for v in cur.values())
-        elif isinstance(cur, list):
-            stack.extend((v, depth + 1) for v in cur)
+        if isinstance(x, float):
+            if x != x or x in (float("inf"), float("-inf")):
+                raise errors.bad_request("the request body holds a number that is not finite")
+            return 8, 0
+        if isinstance(x, str):
+            return len(x) + 2, 0
+        if not isinstance(x, (dict, list)):
+            return 8, 0
+        key = id(x)
+        if key in active:
+            raise errors.bad_request("the request body refers to itself")
+        if key not in memo:
+            active.add(key)
+            size, height = 2, 0
+            items = x.items() if isinstance(x, dict) else ((None, v) for v in x)
+            for k, v in items:
+                sub, h = walk(v, depth + 1)
+                size += sub + (len(str(k)) + 4 if k is not None else 1)
+                height = max(height, h + 1)
+                if size > MAX_BODY:
+                    raise errors.bad_request(f"the request body expands to more than "
+                                             f"{MAX_BODY} bytes")
+            active.discard(key)
+            memo[key] = (size, height)
+        size, height = memo[key]
+        if depth + height > MAX_DEPTH:
+            raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+        return size, height
+
+    walk(obj, 0)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
 
 
 def parse_body(raw: bytes, content_type: str) -> Any:
@@ -76,9 +116,9 @@ def parse_body(raw: bytes, content_type: str) -> Any:
         if "protobuf" in content_type:
             data = protobuf.decode(raw)
         elif "yaml" in content_type:
-            data = yaml.safe_load(raw)
+            data = yaml.load(raw, Loader=_YAMLLoader)
         else:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_constant=_reject_constant)
     except protobuf.ProtobufError as e:
         raise errors.bad_request(f"error decoding protobuf: {e}")
     except RecursionError:
@@ -87,7 +127,10 @@ def parse_body(raw: bytes, content_type: str) -> Any:
         kind = "YAML" if "yaml" in content_type else "JSON"
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise errors.bad_request(f"error decoding {kind}: {first}")
-    _check_bounds(data)
+    try:
+        _check_bounds(data)
+    except RecursionError:
+        raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
     return data
 
 

@@ -69,7 +69,7 @@ class Kind:
         ignores everything else, as in Kubernetes.
     keep_status_on_create: the status a client creates the object with is kept
         (Nodes register with theirs); otherwise it is reset.
-    spec_paths: top-level fields whose change bumps metadata.generation.
+    spec_paths: fields (dotted paths) whose change bumps metadata.generation.
     """
 
     group: str

@@ -78,6 +78,12 @@ def _rv(obj: dict) -> int:
     return int(obj["metadata"]["resourceVersion"])
 
 
+def _at(obj: dict, path: str) -> Any:
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
 def _encode_continue(rev: int, key: str) -> str:
     import base64
 
@@ -139,12 +145,20 @@ class Resources:
                     "result. You can start a new list without the continue parameter, or use "
                     f"the continue token in this response to retrieve the remainder of the "
                     f"results. ({e})")
-            out.extend(o for o in items if self._matches(kind, o, q))
+            for i, o in enumerate(items):
+                if not self._matches(kind, o, q):
+                    continue
+                out.append(o)
+                if page and len(out) == page:
+                    after = items[i + 1]["metadata"] if i + 1 < len(items) else None
+                    resume = (key_prefix(kind, after.get("namespace")) + after["name"]
+                              if after else next_key)
+                    if resume is None:
+                        return out, {"resourceVersion": str(revision)}
+                    return out, {"resourceVersion": str(revision),
+                                 "continue": _encode_continue(revision, resume)}
             if not page or next_key is None:
                 return out, {"resourceVersion": str(revision)}
-            if len(out) >= page:
-                return out, {"resourceVersion": str(revision),
-                             "continue": _encode_continue(revision, next_key)}
             start = next_key
 
     def _matches(self, kind: Kind, obj: dict, q: Query) -> bool:
@@ -392,7 +406,7 @@ class Resources:
             raise errors.invalid(kind.kind, name, causes, kind.group)
         if subresource is None:
             await self._admit(kind, new, old)
-            if any(new.get(p) != old.get(p) for p in kind.spec_paths):
+            if any(_at(new, p) != _at(old, p) for p in kind.spec_paths):
                 new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
         if new == old:
             return old
@@ -437,12 +451,12 @@ class Resources:
             if pod is None:
                 raise errors.not_found(kind.plural, name)
             if pod["metadata"].get("deletionTimestamp"):
-                raise errors.conflict(kind.plural, name, why="pod is being deleted, cannot be "
-                                      "assigned to a host")
+                raise errors.conflict("pods/binding", name, why="pod is being deleted, cannot "
+                                      "be assigned to a host")
             spec = pod.setdefault("spec", {})
             if spec.get("nodeName"):
-                raise errors.conflict(kind.plural, name, why=f"pod {name} is already assigned "
-                                      f'to node "{spec["nodeName"]}"')
+                raise errors.conflict("pods/binding", name, why=f"pod {name} is already "
+                                      f'assigned to node "{spec["nodeName"]}"')
             spec["nodeName"] = node
             conds = [c for c in pod.setdefault("status", {}).get("conditions", [])
                      if c.get("type") != "PodScheduled"]
@@ -653,6 +667,8 @@ class WatchStream:
                 if now_m:
                     return "ADDED", ev.value
                 if was_m:
-                    return "DELETED", ev.value
+                    gone = copy.deepcopy(ev.prev)
+                    gone["metadata"]["resourceVersion"] = ev.value["metadata"]["resourceVersion"]
+                    return "DELETED", gone
             if ev.type == "DELETED" and (was_m or self.res._matches(self.kind, ev.value, self.q)):
                 return "DELETED", ev.value

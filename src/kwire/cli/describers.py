@@ -46,17 +46,17 @@ class _Writer:
         return "".join(self._out)
 
 
-def describe(obj: dict, events: list[dict], endpoints: dict | None = None,
+def describe(obj: dict, events: list[dict], endpoint_slices: list[dict] | None = None,
              now: datetime | None = None) -> str:
-    """The description of any object. `endpoints` is a Service's Endpoints
-    object (None when it has none)."""
+    """The description of any object; a Service's shows the addresses in its
+    EndpointSlices."""
     w = _Writer()
     _header(w, obj)
     kind = (obj.get("kind"), obj.get("apiVersion"))
     if kind == ("Pod", "v1"):
         _pod(w, obj, now)
     elif kind == ("Service", "v1"):
-        _service(w, obj, endpoints)
+        _service(w, obj, endpoint_slices or [])
     else:
         _generic(w, obj)
     _events(w, events, now)
@@ -137,9 +137,9 @@ def _pod(w: _Writer, pod: dict, now: datetime | None) -> None:
     if controller:
         w.line(0, f"Controlled By:\t{controller.get('kind')}/{controller.get('name')}")
     if spec.get("initContainers"):
-        _containers(w, "Init Containers", spec["initContainers"],
+        _containers(w, pod, "Init Containers", spec["initContainers"],
                     status.get("initContainerStatuses"))
-    _containers(w, "Containers", spec.get("containers") or (),
+    _containers(w, pod, "Containers", spec.get("containers") or (),
                 status.get("containerStatuses"))
     if status.get("conditions"):
         w.line(0, "Conditions:")
@@ -153,14 +153,15 @@ def _pod(w: _Writer, pod: dict, now: datetime | None) -> None:
     _tolerations(w, spec.get("tolerations") or ())
 
 
-def _containers(w: _Writer, title: str, containers: Any, statuses: list | None) -> None:
+def _containers(w: _Writer, pod: dict, title: str, containers: Any,
+                statuses: list | None) -> None:
     w.line(0, f"{title}:")
     by_name = {s.get("name"): s for s in statuses or ()}
     for c in containers:
         st = by_name.get(c.get("name"))
         w.line(1, f"{c.get('name', '')}:")
-        if st and st.get("containerID"):
-            w.line(2, f"Container ID:\t{st['containerID']}")
+        if st:
+            w.line(2, f"Container ID:\t{st.get('containerID', '')}")
         w.line(2, f"Image:\t{c.get('image', '')}")
         if st:
             w.line(2, f"Image ID:\t{st.get('imageID', '')}")
@@ -191,7 +192,7 @@ def _containers(w: _Writer, title: str, containers: Any, statuses: list | None) 
                            ("startupProbe", "Startup")):
             if c.get(key):
                 w.line(2, f"{title}:\t{_probe(c[key])}")
-        _environment(w, c)
+        _environment(w, pod, c)
         mounts = sorted(c.get("volumeMounts") or (), key=lambda m: m.get("mountPath", ""))
         if not mounts:
             w.line(2, "Mounts:\t<none>")
@@ -255,7 +256,7 @@ def _probe(probe: dict) -> str:
     return f"unknown {attrs}"
 
 
-def _environment(w: _Writer, container: dict) -> None:
+def _environment(w: _Writer, pod: dict, container: dict) -> None:
     sources = container.get("envFrom") or ()
     if sources:
         w.line(2, "Environment Variables from:")
@@ -277,7 +278,8 @@ def _environment(w: _Writer, container: dict) -> None:
                 w.line(3, f"{name + ':' if i == 0 else ''}\t{part}")
         elif "fieldRef" in source:
             ref = source["fieldRef"]
-            w.line(3, f"{name}:\t ({ref.get('apiVersion', 'v1')}:{ref.get('fieldPath')})")
+            w.line(3, f"{name}:\t{field_value(pod, ref.get('fieldPath', ''))} "
+                      f"({ref.get('apiVersion', 'v1')}:{ref.get('fieldPath')})")
         elif "resourceFieldRef" in source:
             w.line(3, f"{name}:\t ({source['resourceFieldRef'].get('resource')})")
         elif "secretKeyRef" in source:
@@ -288,6 +290,18 @@ def _environment(w: _Writer, container: dict) -> None:
             ref = source["configMapKeyRef"]
             w.line(3, f"{name}:\t<set to the key '{ref.get('key')}' of config map "
                       f"'{ref.get('name')}'>\tOptional: {str(bool(ref.get('optional'))).lower()}")
+
+
+def field_value(obj: dict, path: str) -> str:
+    """The value a downward-API fieldPath reads ("metadata.name",
+    "metadata.labels['app']"), "" when unset."""
+    head, bracket, key = path.partition("[")
+    value: Any = obj
+    for part in head.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if bracket:
+        value = value.get(key.rstrip("]").strip("'\"")) if isinstance(value, dict) else None
+    return "" if value is None or isinstance(value, (dict, list)) else str(value)
 
 
 VOLUME_TYPES = {
@@ -367,7 +381,7 @@ def _tolerations(w: _Writer, tolerations: Any) -> None:
 
 # --- Service -----------------------------------------------------------------------------
 
-def _service(w: _Writer, svc: dict, endpoints: dict | None) -> None:
+def _service(w: _Writer, svc: dict, slices: list[dict]) -> None:
     spec, status = svc.get("spec") or {}, svc.get("status") or {}
     selector = spec.get("selector") or {}
     w.line(0, "Selector:\t" + (",".join(f"{k}={selector[k]}" for k in sorted(selector))
@@ -395,9 +409,9 @@ def _service(w: _Writer, svc: dict, endpoints: dict | None) -> None:
         w.line(0, f"TargetPort:\t{p.get('targetPort', p.get('port'))}/{proto}")
         if p.get("nodePort"):
             w.line(0, f"NodePort:\t{name}\t{p['nodePort']}/{proto}")
-        w.line(0, f"Endpoints:\t{format_endpoints(endpoints, p.get('name') or '')}")
+        w.line(0, f"Endpoints:\t{format_endpoints(slices, p.get('name') or '')}")
     if not ports:
-        w.line(0, f"Endpoints:\t{format_endpoints(endpoints, None)}")
+        w.line(0, f"Endpoints:\t{format_endpoints(slices, None)}")
     w.line(0, f"Session Affinity:\t{spec.get('sessionAffinity', 'None')}")
     for key, title in (("externalTrafficPolicy", "External Traffic Policy"),
                        ("internalTrafficPolicy", "Internal Traffic Policy"),
@@ -408,25 +422,24 @@ def _service(w: _Writer, svc: dict, endpoints: dict | None) -> None:
         w.line(0, f"LoadBalancer Source Ranges:\t{','.join(spec['loadBalancerSourceRanges'])}")
 
 
-def format_endpoints(endpoints: dict | None, port_name: str | None) -> str:
-    """The addresses behind one Service port as ip:port, at most three and a
-    count of the rest (kubectl's formatEndpoints); port_name None means the
-    Service has no ports, so bare addresses."""
-    subsets = (endpoints or {}).get("subsets") or ()
-    if not subsets:
+def format_endpoints(slices: list[dict], port_name: str | None) -> str:
+    """The addresses behind one Service port, from its EndpointSlices, as
+    ip:port: at most three and a count of the rest (kubectl's
+    formatEndpointSlices). port_name None means a Service without ports."""
+    if not slices:
         return "<none>"
     shown: list[str] = []
     count = 0
-    for ss in subsets:
-        addresses = [a.get("ip", "") for a in ss.get("addresses") or ()]
-        if not ss.get("ports"):
-            count += len(addresses)
+    for es in slices:
+        addresses = [(e.get("addresses") or [""])[0] for e in es.get("endpoints") or ()]
+        if not es.get("ports"):
             shown.extend(addresses)
+            count += len(addresses)
             continue
-        for port in ss["ports"]:
-            if port_name is None or port.get("name", "") == port_name:
-                count += len(addresses)
+        for port in es["ports"]:
+            if port_name is not None and (port.get("name") or "") == port_name:
                 shown.extend(_host_port(ip, port.get("port")) for ip in addresses)
+                count += len(addresses)
     text = ",".join(shown[:MAX_ENDPOINTS])
     return f"{text} + {count - MAX_ENDPOINTS} more..." if count > MAX_ENDPOINTS else text
 

@@ -11,7 +11,7 @@ from kwire.cli.lookup import (Query, Target, fetch_objects, no_resources, reques
                               resolve_targets)
 from kwire.cli.printing import TabWriter, as_list, table_lines, to_json, to_yaml
 from kwire.cli.resources import Resource
-from kwire.cli.session import KubeError, Session, cluster_options, run
+from kwire.cli.session import Session, cluster_options, fail, run
 from kwire.client import ApiError, resource_path
 
 OUTPUTS = ("wide", "yaml", "json", "name")
@@ -76,7 +76,7 @@ async def _print_tables(session: Session, targets: list[Target], query: Query,
         printed = True
     if not printed and not errors:
         click.echo(no_resources(targets, query), err=True)
-    _fail(errors)
+    fail(errors)
 
 
 async def _print_objects(session: Session, targets: list[Target], query: Query,
@@ -92,7 +92,7 @@ async def _print_objects(session: Session, targets: list[Target], query: Query,
         if found or not single:
             doc = found[0][1] if single else as_list(obj for _, obj in found)
             click.echo(to_yaml(doc) if output == "yaml" else to_json(doc), nl=False)
-    _fail(errors)
+    fail(errors)
 
 
 async def _watch(session: Session, targets: list[Target], query: Query,
@@ -167,8 +167,3 @@ def _paths(resource: Resource, names: list[str], query: Query) -> list[str]:
     if not names:
         return [resource_path(resource.api_version, resource.plural, ns)]
     return [resource_path(resource.api_version, resource.plural, ns, n) for n in names]
-
-
-def _fail(errors: list[str]) -> None:
-    if errors:
-        raise KubeError("\n".join(errors))

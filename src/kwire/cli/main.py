@@ -19,6 +19,10 @@ from rich.table import Table
 
 from kwire import __version__
 from kwire.cli import CLIError
+from kwire.cli.apply import apply
+from kwire.cli.create import create
+from kwire.cli.delete import delete
+from kwire.cli.describe import describe
 from kwire.cli.get import get
 from kwire.cluster import lifecycle
 from kwire.cluster.config import ClusterConfig, ClusterError, load_settings
@@ -143,6 +147,10 @@ def server(config_path: Path, log_level: str) -> None:
 
 
 main.add_command(get)
+main.add_command(describe)
+main.add_command(apply)
+main.add_command(create)
+main.add_command(delete)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import yaml
 
-from kwire.cli.resources import Resource, ResourceError
+from kwire.cli.resources import Catalog, Resource, ResourceError
 
 STDIN = "STDIN"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -31,11 +31,30 @@ class Manifest:
     def namespace(self) -> str:
         return (self.obj.get("metadata") or {}).get("namespace") or ""
 
+    def body(self, namespace: str | None) -> dict:
+        """The object to send: as written, in the namespace it goes to."""
+        meta = dict(self.obj.get("metadata") or {})
+        if namespace:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        return {**self.obj, "metadata": meta}
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as Kubernetes reads it: unquoted timestamps stay strings (they are
+    strings in every API object), so every manifest converts to JSON."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
 
 def parse_manifests(text: str, source: str) -> list[Manifest]:
     """The objects in one file: every non-empty document, List items in order."""
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as e:
         raise ResourceError(f"error parsing {source}: {e}") from None
     out: list[Manifest] = []
@@ -86,16 +105,24 @@ def read_manifests(paths: tuple[str, ...] | list[str], stdin: TextIO,
     return out
 
 
-def target_namespace(resource: Resource, manifest: Manifest, namespace: str,
-                     explicit: bool) -> str | None:
-    """Where an object goes: its own namespace, else the one given with -n or by
-    the context. An object naming another namespace than an explicit -n is
-    refused, as kubectl does. None for cluster-scoped kinds."""
+def place(catalog: Catalog, manifest: Manifest, namespace: str,
+          explicit: bool) -> tuple[Resource, str | None]:
+    """The resource of a manifest's object and the namespace it goes to: its own,
+    else the one given with -n or by the context (None for cluster-scoped
+    kinds). An object naming another namespace than an explicit -n is refused,
+    as kubectl does."""
+    try:
+        resource = catalog.for_kind(str(manifest.obj["apiVersion"]), str(manifest.obj["kind"]))
+    except ResourceError as e:
+        raise ResourceError(f'resource mapping not found for name: "{manifest.name}" '
+                            f'namespace: "{manifest.namespace}" from "{manifest.source}": '
+                            f"{e}\nensure CRDs are installed first") from None
     if not resource.namespaced:
-        return None
+        return resource, None
     own = manifest.namespace
     if own and explicit and own != namespace:
         raise ResourceError(
             f'the namespace from the provided object "{own}" does not match the namespace '
             f'"{namespace}". You must pass \'--namespace={own}\' to perform this operation.')
-    return own or namespace
+    return resource, own or namespace
+

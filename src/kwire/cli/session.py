@@ -32,6 +32,12 @@ class KubeError(click.ClickException):
         click.echo(self.format_message(), err=file is None, file=file)
 
 
+def fail(errors: list[str]) -> None:
+    """End the verb with the errors collected on the way, if any."""
+    if errors:
+        raise KubeError("\n".join(errors))
+
+
 class TableClient(Client):
     """The REST client, plus the meta.k8s.io/v1 Table form of gets, lists and
     watches. rest.Client sends `Accept: application/json` on every request and

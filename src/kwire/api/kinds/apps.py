@@ -377,7 +377,7 @@ def deployment_row(obj: Obj, now: datetime) -> list:
 DEPLOYMENT = REGISTRY.add(Kind(
     group="apps", version="v1", kind="Deployment", plural="deployments", singular="deployment",
     short_names=("deploy",), categories=("all",), subresources=("status", "scale"),
-    status_subresource=True,
+    status_subresource=True, spec_paths=("spec", "metadata.annotations"),
     default=default_deployment, validate=validate_deployment,
     validate_update=_selector_immutable,
     columns=(
