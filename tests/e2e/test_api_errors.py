@@ -63,3 +63,21 @@ def test_hostile_bodies_are_refused_and_the_server_lives(cluster):
     assert status == 400 and out["kind"] == "Status"
     status, out = call(cluster, "GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
     assert status == 200 and out["metadata"]["name"] == "kube-root-ca.crt"
+
+
+def test_collection_deletes_only_where_upstream_serves_them(cluster):
+    assert call(cluster, "DELETE", "/api/v1/namespaces")[0] == 405
+    assert call(cluster, "DELETE", "/api/v1/configmaps")[0] == 405
+    status, out = call(cluster, "GET", "/api/v1/namespaces/default")
+    assert status == 200 and out["status"]["phase"] == "Active"
+
+
+def test_out_of_range_integers_are_bad_requests(cluster):
+    status, out = call(cluster, "GET", "/api/v1/namespaces/default/pods?limit=" + "9" * 30)
+    assert status == 400 and out["reason"] == "BadRequest"
+
+
+def test_unknown_body_media_type_is_415(cluster):
+    status, out = call(cluster, "POST", "/api/v1/namespaces/default/configmaps",
+                       b'{"metadata":{"name":"x"}}', "text/plain")
+    assert status == 415 and out["reason"] == "UnsupportedMediaType"

@@ -315,3 +315,20 @@ def test_every_namespace_gets_default_service_account_and_root_ca(cluster, ns):
     assert {"serviceaccount/default", "configmap/kube-root-ca.crt"} <= set(names)
     ca = cluster.kubectl_json("get", "cm", "kube-root-ca.crt", "-n", ns)["data"]["ca.crt"]
     assert ca == (cluster.state_dir / "ca.crt").read_text()
+
+
+def test_system_namespaces_cannot_be_deleted(cluster):
+    r = cluster.kubectl("delete", "namespace", "kube-system", check=False)
+    assert r.returncode == 1
+    assert 'namespaces "kube-system" is forbidden: this namespace may not be deleted' in r.stderr
+
+
+def test_apply_a_list_as_get_prints_it(cluster, ns):
+    cluster.kubectl("create", "configmap", "l1", "-n", ns, "--from-literal=a=b")
+    listed = cluster.kubectl("get", "cm", "l1", "-n", ns, "-o", "yaml").stdout
+    doc = yaml.safe_load(listed)
+    doc["data"]["a"] = "c"
+    wrapped = {"apiVersion": "v1", "kind": "List", "items": [doc]}
+    out = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(wrapped)).stdout
+    assert "configmap/l1 configured" in out
+    assert cluster.kubectl_json("get", "cm", "l1", "-n", ns)["data"] == {"a": "c"}

@@ -13,7 +13,7 @@ import yaml
 from kwire.cli.describers import describe, field_value, format_endpoints
 from kwire.cli.manifests import Manifest, parse_manifests, place, read_manifests
 from kwire.cli.printing import (TabWriter, as_list, format_cell, kind_label, list_error,
-                                no_resources_message, server_error, since, table_lines,
+                                no_resources_message, server_error, table_lines,
                                 to_json, to_yaml)
 from kwire.cli.resources import Catalog, ResourceError, parse_targets
 
@@ -216,11 +216,6 @@ def test_list_error_names_the_selectors():
     forbidden = status(403, "Forbidden", "no")
     assert list_error(forbidden, "/v1, Resource=pods", "a=b", None) == \
         "Error from server (Forbidden): no"
-
-
-def test_since():
-    assert since("2026-11-26T11:57:00Z", NOW) == "3m"
-    assert since(None, NOW) == "<unknown>"
 
 
 # --- resource resolution ------------------------------------------------------------------

@@ -123,3 +123,13 @@ class OpenAPI:
             paths[f"{base}{ns}/{k.plural}"] = {"post": op}
         return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": KUBE_VERSION},
                 "paths": paths, "components": {"schemas": {}}}
+
+
+def _field(number: int, text: str | bytes) -> bytes:
+    data = text.encode() if isinstance(text, str) else text
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+# /openapi/v2 as the protobuf document kubectl asks for: no definitions, so kubectl
+# skips client-side schema checks for what it cannot find in v3 (such as kind: List).
+OPENAPI_V2_PROTOBUF = _field(1, "2.0") + _field(2, _field(1, "Kubernetes") + _field(2, KUBE_VERSION))

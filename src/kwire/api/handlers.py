@@ -9,11 +9,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import aiohttp.http_exceptions
 import yaml
 from aiohttp import web
 
 from kwire.api import errors, protobuf, tables
-from kwire.api.discovery import (OpenAPI, api_group, api_group_list, api_versions,
+from kwire.api.discovery import (OPENAPI_V2_PROTOBUF, OpenAPI, api_group, api_group_list, api_versions,
                                  resource_list, version_info)
 from kwire.api.errors import APIError
 from kwire.api.registry import Kind, Registry
@@ -148,6 +150,30 @@ class Target:
     subresource: str | None
 
 
+BODY_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+async def read_body(request: web.Request, optional: bool = False) -> Any:
+    """The request's body as a JSON value, refusing media types Kubernetes does not read."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    except (aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError,
+            ValueError) as e:
+        raise errors.bad_request(f"unable to read the request body: {e}")
+    if optional and not raw.strip():
+        return None
+    # No Content-Type means JSON: the Python client sends none.
+    ctype = request.content_type if "Content-Type" in request.headers else "application/json"
+    if optional and ctype not in BODY_TYPES:
+        ctype = "application/json"  # DeleteOptions bodies often come without a type
+    if ctype not in BODY_TYPES:
+        raise APIError(415, f'the body of the request was in an unknown format - accepted '
+                       f'media types include: {", ".join(BODY_TYPES)}', "UnsupportedMediaType")
+    return parse_body(raw, ctype)
+
+
 class API:
     def __init__(self, resources: Resources, registry: Registry, address: str):
         self.res = resources
@@ -164,6 +190,7 @@ class API:
             web.get("/readyz", self.health),
             web.get("/healthz/{check:.*}", self.health), web.get("/livez/{check:.*}", self.health),
             web.get("/readyz/{check:.*}", self.health),
+            web.get("/openapi/v2", self.openapi_v2),
             web.get("/openapi/v3", self.openapi_root),
             web.get("/openapi/v3/{path:.*}", self.openapi_doc),
             web.route("*", "/api", self.core_versions),
@@ -182,6 +209,12 @@ class API:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok", content_type="text/plain")
+
+    async def openapi_v2(self, request: web.Request) -> web.Response:
+        if "protobuf" not in request.headers.get("Accept", ""):
+            raise errors.not_found_path()
+        return web.Response(body=OPENAPI_V2_PROTOBUF,
+                            content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
 
     async def openapi_root(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi.root, content_type=JSON)
@@ -239,14 +272,15 @@ class API:
                 return await self._list(request, t, q)
             if m == "POST":
                 return await self._create(request, t)
-            if m == "DELETE":
+            if m == "DELETE" and "deletecollection" in t.kind.verbs and (
+                    t.namespace or not t.kind.namespaced):
                 return await self._delete_collection(request, t)
             raise _not_allowed(m)
         if m == "GET":
             obj = await self.res.get(t.kind, t.namespace, t.name)
             return self._object(request, t.kind, obj)
         if m == "PUT":
-            body = parse_body(await request.read(), request.content_type)
+            body = await read_body(request)
             opts = self._write_opts(request)
             obj, created = await self.res.update(t.kind, t.namespace, t.name, body, opts)
             return respond(obj, 201 if created else 200, warnings=opts.warnings)
@@ -327,7 +361,7 @@ class API:
                         "metadata": meta, "items": items})
 
     async def _create(self, request: web.Request, t: Target) -> web.Response:
-        body = parse_body(await request.read(), request.content_type)
+        body = await read_body(request)
         opts = self._write_opts(request)
         obj = await self.res.create(t.kind, t.namespace, body, opts)
         return respond(obj, 201, warnings=opts.warnings)
@@ -345,7 +379,11 @@ class API:
             raise errors.invalid("PatchOptions", "", [errors.Cause(
                 "fieldManager", "FieldValueRequired",
                 "Required value: is required for apply patch")], "meta.k8s.io")
-        patch = parse_body(await request.read(), "yaml" if ptype == "apply" else JSON)
+        try:
+            raw = await request.read()
+        except (aiohttp.ClientPayloadError, ValueError) as e:
+            raise errors.bad_request(f"unable to read the request body: {e}")
+        patch = parse_body(raw, "yaml" if ptype == "apply" else JSON)
         obj, created = await self.res.patch(t.kind, t.namespace, t.name, ptype, patch, opts,
                                             subresource)
         return respond(obj, 201 if created else 200, warnings=opts.warnings)
@@ -370,17 +408,17 @@ class API:
             opts.dry_run = True
         return opts
 
-    async def _read_optional(self, request: web.Request) -> Any:
-        raw = await request.read()
-        return parse_body(raw, request.content_type) if raw.strip() else None
-
     async def _delete(self, request: web.Request, t: Target) -> web.Response:
-        opts = self._delete_options(request, await self._read_optional(request))
+        opts = self._delete_options(request, await read_body(request, optional=True))
         obj = await self.res.delete(t.kind, t.namespace, t.name, opts)
-        return respond(obj)
+        if t.kind.return_deleted_object or obj["metadata"].get("deletionTimestamp"):
+            return respond(obj)
+        return respond(errors.status_success({
+            "name": t.name, "group": t.kind.group, "kind": t.kind.plural,
+            "uid": obj["metadata"].get("uid")}))
 
     async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
-        opts = self._delete_options(request, await self._read_optional(request))
+        opts = self._delete_options(request, await read_body(request, optional=True))
         items = await self.res.delete_collection(t.kind, self._query(request, t), opts)
         return respond({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version,
                         "metadata": {}, "items": items})
@@ -391,7 +429,7 @@ class API:
             if m == "GET":
                 return respond(await self.res.get(t.kind, t.namespace, t.name))
             if m == "PUT":
-                body = parse_body(await request.read(), request.content_type)
+                body = await read_body(request)
                 opts = self._write_opts(request)
                 obj, _ = await self.res.update(t.kind, t.namespace, t.name, body, opts,
                                                "status")
@@ -399,7 +437,7 @@ class API:
             if m == "PATCH":
                 return await self._patch(request, t, "status")
         elif sub == "finalize" and m == "PUT":
-            body = parse_body(await request.read(), request.content_type)
+            body = await read_body(request)
             obj, _ = await self.res.update(t.kind, t.namespace, t.name, body,
                                            self._write_opts(request), "finalize")
             return respond(obj)
@@ -411,19 +449,19 @@ class API:
                 if m == "PATCH" and ptype in (None, "apply"):
                     raise APIError(415, "the body of the request was in an unknown format",
                                    "UnsupportedMediaType")
-                body = parse_body(await request.read(),
-                                  request.content_type if m == "PUT" else JSON)
+                body = await read_body(request) if m == "PUT" else parse_body(
+                    await request.read(), JSON)
                 opts = self._write_opts(request)
                 return respond(await self.res.update_scale(t.kind, t.namespace, t.name, ptype,
                                                            body, opts))
         elif sub == "eviction" and m == "POST":
-            body = parse_body(await request.read(), request.content_type)
+            body = await read_body(request)
             opts = self._delete_options(request, (body or {}).get("deleteOptions")
                                         if isinstance(body, dict) else None)
             await self.res.delete(t.kind, t.namespace, t.name, opts)
             return respond(errors.status_success(), 201)
         elif sub == "binding" and m == "POST":
-            body = parse_body(await request.read(), request.content_type)
+            body = await read_body(request)
             await self.res.bind(t.kind, t.namespace, t.name, body)
             return respond(errors.status_success(), 201)
         else:
@@ -497,9 +535,12 @@ def _int(v: str | None, name: str) -> int | None:
     if v is None or v == "":
         return None
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
         raise errors.bad_request(f"invalid value for {name}: {v!r} is not an integer")
+    if not -(2 ** 63) <= n < 2 ** 63:
+        raise errors.bad_request(f"invalid value for {name}: {v} is out of range")
+    return n
 
 
 def _only_get(request: web.Request) -> None:

@@ -69,6 +69,8 @@ class Kind:
         ignores everything else, as in Kubernetes.
     keep_status_on_create: the status a client creates the object with is kept
         (Nodes register with theirs); otherwise it is reset.
+    return_deleted_object: a DELETE answers with the deleted object (Pods, Services,
+        ServiceAccounts upstream); otherwise with a Status.
     spec_paths: fields (dotted paths) whose change bumps metadata.generation.
     """
 
@@ -83,6 +85,7 @@ class Kind:
     subresources: tuple[str, ...] = ()
     status_subresource: bool = False
     keep_status_on_create: bool = False
+    return_deleted_object: bool = False
     spec_paths: tuple[str, ...] = ("spec",)
     default: Callable[[Obj], None] = _no_default
     prepare_update: Callable[[Obj, Obj], None] = _no_prepare

@@ -27,6 +27,7 @@ from kwire.store import AlreadyExists, Conflict, Expired, NotFound, Store
 
 GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 8
 
 
@@ -514,6 +515,9 @@ class Resources:
             if obj is None:
                 raise errors.not_found(kind.plural, name, kind.group)
             self._check_preconditions(kind, obj, opts.preconditions)
+            if kind is self._ns_kind and name in UNDELETABLE_NAMESPACES:
+                raise APIError(403, f'namespaces "{name}" is forbidden: this namespace may not '
+                               "be deleted", "Forbidden", {"name": name, "kind": "namespaces"})
             new = self._deletion_plan(kind, obj, opts)
             if opts.dry_run:
                 return new or obj
@@ -618,7 +622,12 @@ class Resources:
         existing = await self.store.get(object_key(kind, meta.get("namespace"), meta["name"]))
         if existing is not None:
             return existing
-        return await self.create(kind, meta.get("namespace"), obj, WriteOptions())
+        try:
+            return await self.create(kind, meta.get("namespace"), obj, WriteOptions())
+        except APIError as e:
+            if e.code == 403:  # its namespace is terminating: nothing to restore into
+                return obj
+            raise
 
 
 def _scale_of(obj: dict) -> dict:

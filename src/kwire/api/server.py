@@ -115,7 +115,10 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     gc.freeze()  # start-up objects live forever; keep the collector from rescanning them
     users = {tok: User(u.name, u.groups) for tok, u in read_token_file(config.tokens_file).items()}
     app, api = build_app(res, Authenticator(users), f"{config.api_host}:{config.api_port}")
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+    # Selectors can be long (Go allows 1 MiB URLs); malformed HTTP is the client's problem.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2,
+                           handler_args={"max_line_size": 1 << 20, "max_field_size": 1 << 20})
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     await runner.setup()
     site = web.TCPSite(runner, config.api_host, config.api_port,
                        ssl_context=server_ssl_context(config), backlog=1024)

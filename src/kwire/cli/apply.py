@@ -44,7 +44,7 @@ def apply(files: tuple[str, ...], kubeconfig: str | None, context: str | None,
                 continue
             try:
                 click.echo(f"{resource.label}/{m.name} "
-                           f"{await apply_one(session.client, resource, m, ns)}")
+                           f"{await _apply_one(session.client, resource, m, ns)}")
             except _Failed as e:
                 errors.append(e.args[0])
         fail(errors)
@@ -56,7 +56,7 @@ class _Failed(Exception):
     """One object failed; the others are still applied."""
 
 
-async def apply_one(client: Client, resource: Resource, m: Manifest,
+async def _apply_one(client: Client, resource: Resource, m: Manifest,
                     namespace: str | None) -> str:
     """Server-side apply one object; "created", "configured" or "unchanged"."""
     try:

@@ -6,12 +6,12 @@ import click
 
 from kwire.cli import CLIError
 from kwire.cli.manifests import place, read_manifests
-from kwire.cli.printing import kind_label, server_error
+from kwire.cli.printing import server_error
 from kwire.cli.resources import ResourceError
 from kwire.cli.session import Session, cluster_options, fail, run
 from kwire.client import ApiError
 
-NAMESPACE = ("namespace", "ns")
+NAMESPACE_WORDS = ("namespace", "ns")
 
 
 @click.command()
@@ -25,7 +25,7 @@ def create(args: tuple[str, ...], files: tuple[str, ...], kubeconfig: str | None
     if args and files:
         raise CLIError("give either -f or namespace NAME, not both")
     if args:
-        if len(args) != 2 or args[0] not in NAMESPACE:
+        if len(args) != 2 or args[0] not in NAMESPACE_WORDS:
             raise CLIError(f"unknown form {' '.join(args)!r}: use -f FILE or namespace NAME")
         run(lambda session: _create_namespace(session, args[1]), kubeconfig, context,
             namespace)
@@ -59,4 +59,4 @@ def create(args: tuple[str, ...], files: tuple[str, ...], kubeconfig: str | None
 async def _create_namespace(session: Session, name: str) -> None:
     obj = await session.client.create("v1", "namespaces", {
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    click.echo(f"{kind_label('Namespace', '')}/{obj['metadata']['name']} created")
+    click.echo(f"namespace/{obj['metadata']['name']} created")

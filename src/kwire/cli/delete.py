@@ -10,14 +10,21 @@ from typing import NamedTuple, TextIO
 import click
 
 from kwire.cli import CLIError
-from kwire.cli.lookup import Query, no_resources, request_error, resolve_targets
+from kwire.cli.lookup import Query, request_error, resolve_targets
 from kwire.cli.manifests import place, read_manifests
-from kwire.cli.printing import server_error
+from kwire.cli.printing import no_resources_message, server_error
 from kwire.cli.resources import Resource, ResourceError
 from kwire.cli.session import Session, cluster_options, fail, run
 from kwire.client import ApiError, Client
 
 POLL_INTERVAL = 0.25
+
+
+class Doomed(NamedTuple):
+    resource: Resource
+    namespace: str | None
+    name: str
+    source: str | None  # the manifest naming the object, if any
 
 
 @click.command()
@@ -53,34 +60,22 @@ def delete(args: tuple[str, ...], files: tuple[str, ...], kubeconfig: str | None
             doomed, errors = await _from_manifests(session, files, stdin)
         else:
             doomed, errors = await _from_args(session, args, selector)
-        deleted = []
-        for resource, ns, name, source in doomed:
+        deleted: list[tuple[Doomed, str | None]] = []
+        for d in doomed:
             try:
-                obj = await session.client.delete(resource.api_version, resource.plural, name,
-                                                  ns, **options)
+                obj = await session.client.delete(d.resource.api_version, d.resource.plural,
+                                                  d.name, d.namespace, **options)
             except ApiError as e:
-                errors.append(server_error(e.status, "deleting", source))
+                errors.append(server_error(e.status, "deleting", d.source))
                 continue
-            click.echo(f'{resource.label} "{name}" deleted')
-            deleted.append((resource, ns, name, (obj.get("metadata") or {}).get("uid")))
+            click.echo(f'{d.resource.label} "{d.name}" deleted')
+            uid = (obj.get("metadata") or {}).get("uid") or (obj.get("details") or {}).get("uid")
+            deleted.append((d, uid))
         if wait and deleted:
-            try:
-                await asyncio.wait_for(asyncio.gather(*(
-                    _gone(session.client, *d) for d in deleted)), timeout)
-            except asyncio.TimeoutError:
-                errors.extend(f"error: timed out waiting for the condition on "
-                              f"{r.plural}{'.' + r.group if r.group else ''}/{name}"
-                              for r, _, name, _ in deleted)
+            errors.extend(await _wait_gone(session.client, deleted, timeout))
         fail(errors)
 
     run(verb, kubeconfig, context, namespace)
-
-
-class Doomed(NamedTuple):
-    resource: Resource
-    namespace: str | None
-    name: str
-    source: str | None  # the manifest naming the object, if any
 
 
 async def _from_args(session: Session, args: tuple[str, ...],
@@ -104,7 +99,7 @@ async def _from_args(session: Session, args: tuple[str, ...],
             names = [item["metadata"]["name"] for item in items]
         doomed.extend(Doomed(resource, ns, name, None) for name in names)
     if not doomed and not errors:
-        click.echo(no_resources(targets, query), err=True)
+        click.echo(no_resources_message(None), err=True)  # kubectl names no namespace here
     return doomed, errors
 
 
@@ -123,12 +118,26 @@ async def _from_manifests(session: Session, files: tuple[str, ...],
     return doomed, errors
 
 
-async def _gone(client: Client, resource: Resource, namespace: str | None, name: str,
-                uid: str | None) -> None:
+async def _wait_gone(client: Client, deleted: list[tuple[Doomed, str | None]],
+                     timeout: float) -> list[str]:
+    """Wait for every deleted object to be gone; kubectl's message for each that
+    is still there after the timeout."""
+    tasks = {asyncio.create_task(_gone(client, d, uid)): d for d, uid in deleted}
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        task.result()  # a failure other than NotFound ends the verb
+    return [f"error: timed out waiting for the condition on {d.resource.qualified}/{d.name}"
+            for t, d in tasks.items() if t in pending]
+
+
+async def _gone(client: Client, d: Doomed, uid: str | None) -> None:
     """Until the object is gone (or replaced by a new one of the same name)."""
     while True:
         try:
-            obj = await client.get(resource.api_version, resource.plural, name, namespace)
+            obj = await client.get(d.resource.api_version, d.resource.plural, d.name,
+                                   d.namespace)
         except ApiError as e:
             if e.code == 404:
                 return

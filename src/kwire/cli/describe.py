@@ -19,8 +19,9 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 @click.option("-l", "--selector", help="Describe the objects with these labels.")
 def describe(args: tuple[str, ...], kubeconfig: str | None, context: str | None,
              namespace: str | None, selector: str | None) -> None:
-    """Show the details of objects and their recent events (every object of
-    the type when no name is given)."""
+    """Show objects in detail, with their recent events.
+
+    With no NAME, every object of TYPE in the namespace (or matching -l)."""
 
     async def verb(session: Session) -> None:
         query = Query(session.namespace, selector)

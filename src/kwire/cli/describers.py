@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from kwire.api.tables import parse_time
-from kwire.cli.printing import TabWriter, rfc1123z, since, to_yaml
+from kwire.api.tables import parse_time, since
+from kwire.cli.printing import TabWriter, rfc1123z, to_yaml
 
 SKIPPED_ANNOTATIONS = {"kubectl.kubernetes.io/last-applied-configuration"}
 MAX_ANNOTATION_LEN = 140
@@ -50,6 +50,7 @@ def describe(obj: dict, events: list[dict], endpoint_slices: list[dict] | None =
              now: datetime | None = None) -> str:
     """The description of any object; a Service's shows the addresses in its
     EndpointSlices."""
+    now = now or datetime.now(timezone.utc)
     w = _Writer()
     _header(w, obj)
     kind = (obj.get("kind"), obj.get("apiVersion"))
@@ -105,7 +106,7 @@ def _shorten(s: str, n: int) -> str:
 
 # --- Pod ---------------------------------------------------------------------------------
 
-def _pod(w: _Writer, pod: dict, now: datetime | None) -> None:
+def _pod(w: _Writer, pod: dict, now: datetime) -> None:
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
     if spec.get("priority") is not None:
         w.line(0, f"Priority:\t{spec['priority']}")
@@ -466,7 +467,7 @@ def _generic(w: _Writer, obj: dict) -> None:
 
 # --- Events ------------------------------------------------------------------------------
 
-def _events(w: _Writer, events: list[dict], now: datetime | None) -> None:
+def _events(w: _Writer, events: list[dict], now: datetime) -> None:
     """The events table, oldest first (kubectl's DescribeEvents)."""
     if not events:
         w.line(0, "Events:\t<none>")

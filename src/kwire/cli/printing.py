@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from typing import Any
 
 import yaml
 
-from kwire.api.tables import human_duration, parse_time
+from kwire.api.tables import parse_time
 
 
 class TabWriter:
@@ -234,14 +233,6 @@ def _invalid(details: dict) -> str:
 
 
 # --- times ------------------------------------------------------------------------------
-
-def since(timestamp: str | None, now: datetime | None = None) -> str:
-    """An age as kubectl prints it (5s, 3m2s, 4h, 2d), "<unknown>" when unset."""
-    t = parse_time(timestamp)
-    if t is None:
-        return "<unknown>"
-    return human_duration(((now or datetime.now(timezone.utc)) - t).total_seconds())
-
 
 def rfc1123z(timestamp: str | None) -> str:
     """A timestamp in the local zone, as kubectl describe shows them."""

@@ -41,6 +41,11 @@ class Resource:
         """"pod", "deployment.apps": the name in "pod/web created"."""
         return kind_label(self.kind, self.group)
 
+    @property
+    def qualified(self) -> str:
+        """"pods", "deployments.apps": the resource as kubectl's messages name it."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
     def names(self) -> set[str]:
         return {self.plural, self.singular, self.kind.lower()}
 

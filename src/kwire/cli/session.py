@@ -18,6 +18,7 @@ from kwire.cli import CLIError
 from kwire.cli.printing import server_error
 from kwire.cli.resources import Catalog, ResourceError, discover
 from kwire.client import ApiError, Client, KubeconfigError
+from kwire.client.rest import _api_error, _event, _params
 from kwire.cluster.kubeconfig import user_kubeconfig_path
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -41,14 +42,15 @@ def fail(errors: list[str]) -> None:
 class TableClient(Client):
     """The REST client, plus the meta.k8s.io/v1 Table form of gets, lists and
     watches. rest.Client sends `Accept: application/json` on every request and
-    takes no other, so these two requests go through its session directly."""
+    takes no other, so these two requests use its session and helpers directly
+    (an `accept` argument on Client.request and Client.watch would retire them)."""
 
     async def table(self, path: str, params: dict | None = None) -> dict:
-        async with self._get_session().get(self.server + path, params=_query(params),
+        async with self._get_session().get(self.server + path, params=_params(params),
                                            headers={"Accept": TABLE}) as resp:
             raw = await resp.read()
             if resp.status >= 400:
-                raise _status_error(resp.status, resp.reason, raw)
+                raise _api_error(resp.status, resp.reason, raw)
             return json.loads(raw)
 
     async def watch_table(self, path: str,
@@ -57,38 +59,17 @@ class TableClient(Client):
         stream; only the first Table carries column definitions."""
         params = {**(params or {}), "watch": "true"}
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        async with self._get_session().get(self.server + path, params=_query(params),
+        async with self._get_session().get(self.server + path, params=_params(params),
                                            headers={"Accept": TABLE},
                                            timeout=timeout) as resp:
             if resp.status >= 400:
-                raise _status_error(resp.status, resp.reason, await resp.read())
+                raise _api_error(resp.status, resp.reason, await resp.read())
             buf = b""
             async for chunk in resp.content.iter_any():
                 *lines, buf = (buf + chunk).split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield _watch_event(json.loads(line))
-
-
-def _query(params: dict | None) -> dict[str, str]:
-    return {k: str(v) for k, v in (params or {}).items() if v is not None}
-
-
-def _watch_event(event: dict) -> tuple[str, dict]:
-    if event.get("type") == "ERROR":
-        raise ApiError(event.get("object") or {})
-    return event.get("type", ""), event.get("object") or {}
-
-
-def _status_error(code: int, reason: str | None, raw: bytes) -> ApiError:
-    try:
-        status = json.loads(raw)
-    except ValueError:
-        status = None
-    if not isinstance(status, dict) or status.get("kind") != "Status":
-        status = {"message": raw.decode(errors="replace").strip() or reason,
-                  "reason": reason, "code": code}
-    return ApiError(status)
+                        yield _event(json.loads(line))
 
 
 @dataclass

@@ -1069,7 +1069,7 @@ REGISTRY.add(Kind(
     group="", version="v1", kind="Pod", plural="pods", singular="pod",
     short_names=("po",), categories=("all",),
     subresources=("status", "binding", "log", "exec", "attach", "portforward", "eviction"),
-    status_subresource=True, spec_paths=(),
+    status_subresource=True, spec_paths=(), return_deleted_object=True,
     default=_default_pod, validate=_validate_pod, validate_update=_validate_pod_update,
     columns=(
         NAME_COLUMN,
@@ -1106,7 +1106,7 @@ REGISTRY.add(Kind(
 REGISTRY.add(Kind(
     group="", version="v1", kind="Service", plural="services", singular="service",
     short_names=("svc",), categories=("all",), subresources=("status", "proxy"),
-    status_subresource=True, spec_paths=(),
+    status_subresource=True, spec_paths=(), return_deleted_object=True,
     default=_default_service, prepare_update=prepare_service_update,
     validate=_validate_service,
     validate_update=_validate_service_update,
@@ -1220,7 +1220,7 @@ REGISTRY.add(Kind(
 
 REGISTRY.add(Kind(
     group="", version="v1", kind="ServiceAccount", plural="serviceaccounts",
-    singular="serviceaccount", short_names=("sa",), spec_paths=(),
+    singular="serviceaccount", short_names=("sa",), spec_paths=(), return_deleted_object=True,
     validate=lambda sa: _meta(sa, True),
     columns=(NAME_COLUMN, _col("Secrets", "Secrets is a list of the secrets in the same "
                                           "namespace that pods running using this "
