@@ -2,7 +2,7 @@
 # make test: the same set-up, then the whole test suite
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-APT_PKGS := python3 python3-venv python3-pip ca-certificates
+APT_PKGS := python3 python3-venv python3-pip ca-certificates busybox-static nginx-light skopeo
 
 .PHONY: up down test unit bench deps apt venv
 
@@ -18,6 +18,8 @@ deps: apt venv
 apt:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@# nginx-light is only the source of the offline nginx image: no nginx on the host
+	-@systemctl disable --now nginx >/dev/null 2>&1 || true
 
 venv: $(VENV)/.installed
 

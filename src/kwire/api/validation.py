@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Iterable
 
 REQUIRED = "FieldValueRequired"
@@ -20,6 +21,7 @@ DUPLICATE = "FieldValueDuplicate"
 FORBIDDEN = "FieldValueForbidden"
 TOO_LONG = "FieldValueTooLong"
 TOO_MANY = "FieldValueTooMany"
+INTERNAL = "InternalError"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ def forbidden(path: str, detail: str) -> Cause:
 
 def too_long(path: str, max_len: int) -> Cause:
     return Cause(path, TOO_LONG, f"Too long: may not be more than {max_len} bytes")
+
+
+def internal(path: str, detail: str) -> Cause:
+    return Cause(path, INTERNAL, f"Internal error: {detail}")
 
 
 def immutable(path: str, value: Any) -> Cause:
@@ -323,6 +329,291 @@ def port_number(value: Any, path: str) -> list[Cause]:
     return []
 
 
+def cidr(value: Any, path: str) -> list[Cause]:
+    """IsValidCIDR: an address and a prefix length (host bits may be set)."""
+    if isinstance(value, str) and parse_cidr(value) is not None:
+        return []
+    return [invalid(path, value, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")]
+
+
+# --- quantities (k8s.io/apimachinery/pkg/api/resource) -------------------------------
+
+QUANTITY_FMT = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+_FORMAT_WRONG = f"quantities must match the regular expression '{QUANTITY_FMT}'"
+_NUMERIC = "unable to parse numeric part of quantity"
+_SUFFIX = "unable to parse quantity's suffix"
+DECIMAL_SI, BINARY_SI, DECIMAL_EXPONENT = "DecimalSI", "BinarySI", "DecimalExponent"
+_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15,
+                     "E": 18}
+_DECIMAL_NAMES = {exponent: suffix for suffix, exponent in _DECIMAL_SUFFIXES.items()}
+_BINARY_NAMES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+_MAX_INT64 = 2 ** 63 - 1
+_NANO = -9
+MILLI = -3
+# Go's unicode.IsSpace, what strings.TrimSpace strips (str.strip would also take \x1c-\x1f).
+_GO_SPACE = ("\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+             + "\u2028\u2029\u202f\u205f\u3000")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A resource.Quantity: unscaled * 10**scale, the format its suffix chose, and the
+    text ParseQuantity keeps when the input was already in canonical form."""
+
+    unscaled: int
+    scale: int
+    format: str = DECIMAL_SI
+    text: str = ""
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(f"{self.unscaled}E{self.scale}")
+
+    def round_up(self, scale: int) -> Quantity:
+        """RoundUp: no digits below 10**scale, rounding away from zero. An exact value
+        keeps its text."""
+        if self.scale >= scale:
+            return self
+        return replace(self, unscaled=_shift_up(self.unscaled, scale - self.scale),
+                       scale=scale, text="")
+
+    def __str__(self) -> str:
+        """String: the kept text, else the canonical form (CanonicalizeBytes), where the
+        exponent is as large as it can be without fractional digits."""
+        if self.text:
+            return self.text
+        if not self.unscaled:
+            return "0"
+        if self.format == BINARY_SI and self.amount.copy_abs() >= 1024:
+            whole = self.round_up(0)
+            if whole.amount == self.amount:
+                return _base1024(int(whole.amount))
+        number, exponent = _base1000(self.unscaled, self.scale)
+        if self.format != DECIMAL_EXPONENT and exponent in _DECIMAL_NAMES:
+            return f"{number}{_DECIMAL_NAMES[exponent]}"
+        # Past "E" DecimalSI falls back to an exponent too (1.32 dropped it, turning
+        # "1000E" into "1": fixed upstream since).
+        return f"{number}e{exponent}" if exponent else str(number)
+
+
+def _shift_up(unscaled: int, places: int) -> int:
+    """unscaled / 10**places, rounded away from zero."""
+    magnitude = abs(unscaled)
+    whole, rest = divmod(magnitude, 10 ** places) if places <= len(str(magnitude)) \
+        else (0, magnitude)
+    whole += 1 if rest else 0
+    return whole if unscaled >= 0 else -whole
+
+
+def _base1000(unscaled: int, scale: int) -> tuple[int, int]:
+    """AsCanonicalBytes: the number and a multiple of 3 as exponent, no trailing zeros."""
+    digits = str(abs(unscaled))
+    significant = digits.rstrip("0")
+    scale += len(digits) - len(significant)
+    number = int(significant) * 10 ** (scale % 3)
+    return (number if unscaled > 0 else -number), scale - scale % 3
+
+
+def _base1024(value: int) -> str:
+    """AsCanonicalBase1024Bytes with its binary suffix."""
+    number, power = abs(value), 0
+    while number >= 1024 and number % 1024 == 0:
+        number, power = number // 1024, power + 1
+    return ("-" if value < 0 else "") + f"{number}{_BINARY_NAMES[power]}"
+
+
+def _skip_digits(text: str, pos: int) -> int:
+    while pos < len(text) and "0" <= text[pos] <= "9":
+        pos += 1
+    return pos
+
+
+def _scan_quantity(text: str) -> tuple[bool, str, str, str, str]:
+    """parseQuantityString: the sign, the numeric text, the integer digits (without
+    leading zeros, "0" when none), the fraction digits and the suffix."""
+    positive, end = text[0] != "-", len(text)
+    pos = 1 if text[0] in "+-" else 0
+    while pos < end and text[pos] == "0":
+        pos += 1
+    if pos == end:
+        return positive, "0", "0", "", ""
+    start, pos = pos, _skip_digits(text, pos)
+    if pos == end:
+        return positive, text, text[start:], "", ""
+    num, denom = text[start:pos] or "0", ""
+    if text[pos] == ".":
+        start, pos = pos + 1, _skip_digits(text, pos + 1)
+        denom = text[start:pos]
+        if pos == end:
+            return positive, text, num, denom, ""
+    value, suffix_start = text[:pos], pos
+    while pos < end and text[pos] in "eEinumkKMGTP":
+        pos += 1
+    if pos < end and text[pos] in "+-":
+        pos += 1
+    if _skip_digits(text, pos) < end:
+        raise ValueError(_FORMAT_WRONG)
+    return positive, value, num, denom, text[suffix_start:]
+
+
+def _quantity_suffix(suffix: str) -> tuple[int, int, str]:
+    """The base, exponent and format a suffix stands for ("Ki", "m", "e3", "")."""
+    if suffix in _DECIMAL_SUFFIXES:
+        return 10, _DECIMAL_SUFFIXES[suffix], DECIMAL_SI
+    if suffix in _BINARY_NAMES:
+        return 2, 10 * _BINARY_NAMES.index(suffix), BINARY_SI
+    if len(suffix) > 1 and suffix[0] in "eE":
+        try:
+            exponent = int(suffix[1:])  # what the scanner left: [eEinumkKMGTP]*[-+]?[0-9]*
+        except ValueError:
+            raise ValueError(_SUFFIX) from None
+        if -_MAX_INT64 - 1 <= exponent <= _MAX_INT64:
+            return 10, (exponent + 2 ** 31) % 2 ** 32 - 2 ** 31, DECIMAL_EXPONENT  # int32()
+    raise ValueError(_SUFFIX)
+
+
+def parse_quantity(text: str) -> Quantity:
+    """ParseQuantity; a ValueError with upstream's message when text is not a quantity.
+
+    Values fitting an int64 (18 digits at most, no finer than nano) are exact; others
+    are rounded up to nano, and binary ones capped at 2^63-1, as upstream does."""
+    if not text:
+        raise ValueError(_FORMAT_WRONG)
+    if text == "0":
+        return Quantity(0, 0, DECIMAL_SI, "0")
+    positive, value, num, denom, suffix = _scan_quantity(text)
+    base, exponent, fmt = _quantity_suffix(suffix)
+    digits = num + denom
+    if fmt == BINARY_SI:
+        mantissa, scale = 1 << exponent, 0
+        precision = 15 - len(num) - exponent * 3 // 10 - 1 if not denom else -1
+    else:
+        mantissa, scale = 1, exponent - len(denom)
+        precision = 18 - len(digits)
+    if precision >= 0 and scale >= _NANO and int(digits) * mantissa <= _MAX_INT64:
+        canonical = int(digits) & 7 != 0 if fmt == BINARY_SI else \
+            scale % 3 == 0 and not digits.endswith("000") and digits[0] != "0"
+        result = int(digits) * mantissa
+        return Quantity(result if positive else -result, scale, fmt, text if canonical else "")
+    if not any("0" <= ch <= "9" for ch in value):
+        raise ValueError(_NUMERIC)
+    sign, figures, places = Decimal(value).as_tuple()
+    unscaled = int("".join(map(str, figures))) * (-1 if sign else 1)
+    if base == 2:
+        unscaled, scale = unscaled << exponent, int(places)
+    else:
+        scale = int(places) + exponent
+    q = Quantity(unscaled, scale, fmt).round_up(_NANO)
+    if fmt == BINARY_SI and q.amount.copy_abs() > _MAX_INT64:
+        q = Quantity(_MAX_INT64 if unscaled > 0 else -_MAX_INT64, 0, fmt)
+    if fmt == BINARY_SI and 0 < q.amount.copy_abs() < 1:
+        q = replace(q, format=DECIMAL_SI)
+    return q
+
+
+def _json_number(value: float) -> str:
+    """A float64 as Go's encoding/json writes it, the text a Go client would have sent."""
+    if value and not 1e-6 <= abs(value) < 1e21:
+        return repr(value)
+    return format(Decimal(repr(value)).normalize(), "f")
+
+
+def quantity(value: Any) -> Quantity:
+    """A Quantity field as UnmarshalJSON reads it: a string, spaces around it trimmed,
+    or a number. ValueError when it is not a quantity."""
+    if isinstance(value, float):
+        value = _json_number(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(_FORMAT_WRONG)
+    return parse_quantity(value.strip(_GO_SPACE))
+
+
+def is_quantity(value: Any) -> bool:
+    try:
+        quantity(value)
+    except ValueError:
+        return False
+    return True
+
+
+def canonical_quantity(value: Any, scale: int | None = None) -> Any:
+    """value as the API server stores it, rounded up to 10**scale first if given
+    (SetDefaults_ResourceList rounds to milli). Anything else is left for validation."""
+    try:
+        q = quantity(value)
+    except ValueError:
+        return value
+    return str(q if scale is None else q.round_up(scale))
+
+
+def parsed_quantity(value: Any, path: str, causes: list[Cause]) -> Quantity | None:
+    """The quantity value holds, or None after adding the cause its decoding error makes."""
+    try:
+        return quantity(value)
+    except ValueError as e:
+        causes.append(invalid(path, value, str(e)))
+        return None
+
+
+# --- object metadata (k8s.io/apimachinery/pkg/api/validation) -----------------------
+
+_OWNER_REFERENCE_FIELDS = ("apiVersion", "kind", "name", "uid", "controller",
+                           "blockOwnerDeletion")
+
+
+def _owner_json(ref: Any) -> Any:
+    """An OwnerReference (or a list of them) as Go marshals it: fields in struct order,
+    the two pointers omitted when unset."""
+    if isinstance(ref, list):
+        return [_owner_json(r) for r in ref]
+    ref = ref if isinstance(ref, dict) else {}
+    return {k: ref.get(k, "") for k in _OWNER_REFERENCE_FIELDS
+            if k in ref or k not in ("controller", "blockOwnerDeletion")}
+
+
+def _owner_invalid(path: str, value: Any, detail: str) -> Cause:
+    shown = json.dumps(_owner_json(value), separators=(",", ":"))
+    return Cause(path, INVALID, f"Invalid value: {shown}: {detail}")
+
+
+def owner_references(refs: Any, path: str) -> list[Cause]:
+    """ValidateOwnerReferences. 1.32 reports a reference's fields without its index."""
+    out: list[Cause] = []
+    controller = ""
+    for ref in refs if isinstance(refs, list) else []:
+        ref = ref if isinstance(ref, dict) else {}
+        api_version, kind = ref.get("apiVersion") or "", ref.get("kind") or ""
+        group, version = _group_version(api_version)
+        if not version:
+            out.append(invalid(f"{path}.apiVersion", api_version, "version must not be empty"))
+        if not kind:
+            out.append(invalid(f"{path}.kind", kind, "kind must not be empty"))
+        for key in ("name", "uid"):
+            if not ref.get(key):
+                out.append(invalid(f"{path}.{key}", ref.get(key) or "", f"{key} must not be empty"))
+        if (group, version, kind) == ("", "v1", "Event"):
+            out.append(_owner_invalid(path, ref, "/v1, Kind=Event is disallowed from being an owner"))
+        if ref.get("controller") is True:
+            this = f"{kind}/{ref.get('name') or ''}"
+            if controller:
+                out.append(_owner_invalid(path, refs, "Only one reference can have Controller set "
+                                          f'to true. Found "true" in references for {controller} '
+                                          f"and {this}"))
+            else:
+                controller = this
+    return out
+
+
+def _group_version(api_version: str) -> tuple[str, str]:
+    """schema.ParseGroupVersion, an unparseable value being no version at all."""
+    if api_version in ("", "/") or api_version.count("/") > 1:
+        return "", ""
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
 def object_meta(meta: Any, namespaced: bool, name_check=dns1123_subdomain) -> list[Cause]:
     """What ValidateObjectMeta checks on every kind."""
     if not isinstance(meta, dict):
@@ -346,6 +637,7 @@ def object_meta(meta: Any, namespaced: bool, name_check=dns1123_subdomain) -> li
         out.append(forbidden("metadata.namespace", "not allowed on this type"))
     out.extend(labels(meta.get("labels"), "metadata.labels"))
     out.extend(annotations(meta.get("annotations"), "metadata.annotations"))
+    out.extend(owner_references(meta.get("ownerReferences"), "metadata.ownerReferences"))
     return out
 
 

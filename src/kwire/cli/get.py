@@ -37,6 +37,8 @@ def get(args: tuple[str, ...], kubeconfig: str | None, context: str | None,
     async def verb(session: Session) -> None:
         query = Query(None if all_namespaces else session.namespace, selector, field_selector)
         targets = resolve_targets(await session.catalog(), args, query)
+        if all_namespaces and any(names for _, names in targets):
+            raise CLIError("a resource cannot be retrieved by name across all namespaces")
         if watch:
             await _watch(session, targets, query, output)
         elif output in ("yaml", "json", "name"):

@@ -17,14 +17,15 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import ipaddress
+import json
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
 from kwire.api import validation as v
 from kwire.api.kinds.podspec import (
-    POD_SPEC_SCHEMA, PROTOCOLS, TAINT_EFFECTS, Obj, config_key_errors, default_pod_spec, dicts,
-    enum, fill, pod_qos, port_num_or_name, validate_pod_spec,
+    POD_SPEC_SCHEMA, PROTOCOLS, TAINT_EFFECTS, Obj, canonical_resources, config_key_errors,
+    default_pod_spec, dicts, enum, fill, pod_qos, port_num_or_name, resource_quantity,
+    validate_pod_spec,
 )
 from kwire.api.registry import AGE_COLUMN, NAME_COLUMN, REGISTRY, Column, Kind
 from kwire.api.tables import human_duration, parse_time, since
@@ -156,15 +157,17 @@ _UPDATABLE_POD_FIELDS = (
 
 
 def _default_pod(pod: Obj) -> None:
-    """SetDefaults_Pod, the admission every cluster runs, and the create-time status."""
+    """SetDefaults_Pod, the admission every cluster runs, and the status: the create-time
+    one, and the pod and host IPs paired as the v1 conversion pairs them."""
     spec = pod.setdefault("spec", {})
     default_pod_spec(spec)
     for c in [*dicts(spec.get("containers")), *dicts(spec.get("initContainers"))]:
         res = c.get("resources")
         if isinstance(res, dict) and isinstance(res.get("limits"), dict) and res["limits"]:
+            # A limit that is no quantity is reported once, on the limit.
             requests = res.get("requests") or {}
             res["requests"] = {**requests, **{k: q for k, q in res["limits"].items()
-                                              if k not in requests}}
+                                              if k not in requests and v.is_quantity(q)}}
         if spec.get("hostNetwork"):
             for port in dicts(c.get("ports")):
                 fill(port, "hostPort", port.get("containerPort") or 0)
@@ -174,7 +177,21 @@ def _default_pod(pod: Obj) -> None:
     status = pod.setdefault("status", {})
     fill(status, "phase", "Pending")
     fill(status, "qosClass", pod_qos(spec))
+    _pair_status_ips(status)
 
+
+def _pair_status_ips(status: Obj) -> None:
+    """Convert_v1_PodStatus_To_core_PodStatus and back: podIP and hostIP win over a list
+    whose first address differs and fill an empty one; podIP is then podIPs[0]. (hostIP
+    is not filled from hostIPs: validation wants the two to agree.)"""
+    for single, plural in (("podIP", "podIPs"), ("hostIP", "hostIPs")):
+        ip = status.get(single)
+        first = next(dicts(status.get(plural)), None)
+        if ip and (first is None or first.get("ip") != ip):
+            status[plural] = [{"ip": ip}]
+    first = next(dicts(status.get("podIPs")), None)
+    if first is not None and first.get("ip"):
+        status["podIP"] = first["ip"]
 
 def _admit_pod(spec: Obj) -> None:
     """The ServiceAccount, Priority and DefaultTolerationSeconds admission plugins."""
@@ -209,7 +226,48 @@ def _validate_pod(pod: Obj) -> list[Cause]:
     if spec.get("nodeName") and spec.get("schedulingGates"):
         out.append(v.forbidden("spec.nodeName",
                                "cannot be set until all schedulingGates have been cleared"))
+    return out + _status_ips(pod.get("status"))
+
+
+def _status_ips(status: Any) -> list[Cause]:
+    """validatePodIPs and validateHostIPs, for pods/status: valid addresses, at most one
+    of each family, no repeats, and hostIPs[0] is hostIP."""
+    status = status if isinstance(status, dict) else {}
+    out: list[Cause] = []
+    pod_ips = list(dicts(status.get("podIPs")))
+    for i, entry in enumerate(pod_ips):
+        out += v.ip_address(entry.get("ip") or "", f"status.podIPs[{i}]")
+    if len(pod_ips) > 1:
+        families, repeats = _ip_list(pod_ips, "status.podIPs", "core.PodIP")
+        out += families + repeats
+    host_ips = list(dicts(status.get("hostIPs")))
+    if host_ips and (status.get("hostIP") or "") != (host_ips[0].get("ip") or ""):
+        out.append(v.invalid("status.hostIPs[0].ip", host_ips[0].get("ip") or "",
+                             "must be equal to `hostIP`"))
+    for i, entry in enumerate(host_ips):
+        out += v.ip_address(entry.get("ip") or "", f"status.hostIPs[{i}]")
+    if len(host_ips) > 1:
+        families, repeats = _ip_list(host_ips, "status.hostIPs", "core.HostIP")
+        out += repeats + families
     return out
+
+
+def _ip_list(entries: list[Obj], path: str, go_type: str) -> tuple[list[Cause], list[Cause]]:
+    """For a list of more than one status IP: the IsDualStackIPStrings causes (one address
+    of each family, two at most) and the Duplicate ones, values shown as Go prints them."""
+    ips = [entry.get("ip") or "" for entry in entries]
+    shown = [f"{go_type}{{IP:{json.dumps(ip)}}}" for ip in ips]
+    parsed = [v.parse_ip(ip) for ip in ips]
+    families: list[Cause] = []
+    if None in parsed:
+        families.append(v.internal(path, "failed to check for dual stack with error:ip <nil> "
+                                         "is invalid"))
+    if None in parsed or {ip.version for ip in parsed if ip} != {4, 6} or len(ips) > 2:
+        families.append(Cause(path, v.INVALID, f"Invalid value: []{go_type}{{{', '.join(shown)}}}: "
+                              "may specify no more than one IP for each IP family"))
+    repeats = [Cause(f"{path}[{i}]", v.DUPLICATE, f"Duplicate value: {shown[i]}")
+               for i, ip in enumerate(ips) if ip in ips[:i]]
+    return families, repeats
 
 
 def _prune(value: Any) -> Any:
@@ -615,7 +673,7 @@ def _load_balancer_fields(spec: Obj) -> list[Cause]:
                                "may only be used when `type` is 'LoadBalancer'"))
     for i, cidr in enumerate(ranges):
         cidr = cidr.strip() if isinstance(cidr, str) else cidr
-        out += _cidr_causes(cidr, f"spec.LoadBalancerSourceRanges[{i}]")
+        out += v.cidr(cidr, f"spec.LoadBalancerSourceRanges[{i}]")
     if spec.get("allocateLoadBalancerNodePorts") is not None and not lb:
         out.append(v.forbidden("spec.allocateLoadBalancerNodePorts",
                                "may only be used when `type` is 'LoadBalancer'"))
@@ -789,22 +847,19 @@ def _endpoints_row(ep: Obj, now: datetime) -> list:
 # --- Node -------------------------------------------------------------------------
 
 def _default_node(node: Obj) -> None:
-    """SetDefaults_NodeStatus: allocatable starts as the capacity."""
-    status = node.setdefault("status", {})
+    """SetDefaults_NodeStatus (allocatable starts as the capacity), canonical quantities,
+    and podCIDR paired with podCIDRs as the v1 conversion pairs them: podCIDR wins over
+    a list starting elsewhere and fills an empty one, then is podCIDRs[0]."""
+    spec, status = node.setdefault("spec", {}), node.setdefault("status", {})
     if status.get("allocatable") is None and status.get("capacity") is not None:
         status["allocatable"] = copy.deepcopy(status["capacity"])
-
-
-def _cidr_causes(value: Any, path: str) -> list[Cause]:
-    """IsValidCIDR: an address and a prefix length (host bits may be set)."""
-    try:
-        if isinstance(value, str) and "/" in value:
-            ipaddress.ip_network(value, strict=False)
-            return []
-    except ValueError:
-        pass
-    return [v.invalid(path, value, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or "
-                                   "2001:db8::/64)")]
+    canonical_resources(status.get("capacity"))
+    canonical_resources(status.get("allocatable"))
+    cidr, cidrs = spec.get("podCIDR"), spec.get("podCIDRs")
+    if cidr and (not cidrs or cidrs[0] != cidr):
+        spec["podCIDRs"] = [cidr]
+    if spec.get("podCIDRs"):
+        spec["podCIDR"] = spec["podCIDRs"][0]
 
 
 def _validate_node(node: Obj) -> list[Cause]:
@@ -817,9 +872,44 @@ def _validate_node(node: Obj) -> list[Cause]:
         if taint.get("value"):
             out += v.invalid_all(f"{p}.value", taint["value"], v.label_value(taint["value"]))
         out += enum(taint.get("effect"), f"{p}.effect", TAINT_EFFECTS)
-    for i, cidr in enumerate(spec.get("podCIDRs") or []):
-        out += _cidr_causes(cidr, f"spec.podCIDRs[{i}]")
+    out += _node_resources(node.get("status"))
+    return out + _pod_cidrs(spec.get("podCIDRs"))
+
+
+def _node_resources(status: Any) -> list[Cause]:
+    """ValidateNodeResources: capacity and allocatable quantities (the resource is a
+    child of the path there, not a key)."""
+    status = status if isinstance(status, dict) else {}
+    out: list[Cause] = []
+    for key in ("capacity", "allocatable"):
+        values = status.get(key) if isinstance(status.get(key), dict) else {}
+        for name, raw in values.items():
+            path = f"status.{key}.{name}"
+            q = v.parsed_quantity(raw, path, out)
+            if q is not None:
+                out += resource_quantity(name, q, path)
     return out
+
+
+def _pod_cidrs(cidrs: Any) -> list[Cause]:
+    """ValidateNode's podCIDRs: valid, at most one of each family, no repeats."""
+    cidrs = cidrs if isinstance(cidrs, list) else []
+    out: list[Cause] = []
+    for i, cidr in enumerate(cidrs):
+        out += v.cidr(cidr, f"spec.podCIDRs[{i}]")
+    if len(cidrs) <= 1:
+        return out
+    nets = [v.parse_cidr(c) if isinstance(c, str) else None for c in cidrs]
+    bad = next((c for c, net in zip(cidrs, nets) if net is None), None)
+    if bad is not None:
+        out.append(v.internal("spec.podCIDRs", "invalid PodCIDRs. failed to check with dual "
+                              f"stack with error:failed to parse cidr value:{json.dumps(bad)} "
+                              f"with error:invalid CIDR address: {bad}"))
+    if bad is not None or {n.version for n in nets if n} != {4, 6} or len(cidrs) > 2:
+        out.append(_invalid_list("spec.podCIDRs", cidrs,
+                                 "may specify no more than one CIDR for each IP family"))
+    return out + [v.duplicate(f"spec.podCIDRs[{i}]", c) for i, c in enumerate(cidrs)
+                  if c in cidrs[:i]]
 
 
 def _validate_node_update(new: Obj, old: Obj) -> list[Cause]:

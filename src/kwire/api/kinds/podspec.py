@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
 from kwire.api import validation as v
@@ -59,6 +59,7 @@ _NON_NEGATIVE = "must be greater than or equal to 0"
 _FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
 _ID_RANGE = "must be between 0 and 2147483647, inclusive"
 _MAX_INT32 = 2147483647
+_MAX_INT64 = 2 ** 63 - 1
 
 
 def _not_found(path: str, value: Any) -> Cause:
@@ -122,29 +123,11 @@ def _env_name_errors(name: str) -> list[str]:
 
 # --- quantities -------------------------------------------------------------------
 
-_SUFFIXES = {
-    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
-_QUANTITY = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))([eE][+-]?[0-9]+|[a-zA-Z]*)")
-
-
-def _quantity(value: Any) -> Decimal | None:
-    """A resource.Quantity ("500m", "1Gi", "1e3", 2) as a number; None if malformed."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Decimal(str(value))
-    m = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
-    if m is None:
-        return None
+def _amount(value: Any) -> Decimal | None:
+    """A quantity's value, None when it is not one (validation reports it)."""
     try:
-        number, suffix = Decimal(m.group(1)), m.group(2)
-        if suffix[:1] in ("e", "E"):
-            return number * Decimal(10) ** int(suffix[1:])
-        return number * _SUFFIXES[suffix] if suffix in _SUFFIXES else None
-    except InvalidOperation:
+        return v.quantity(value).amount
+    except ValueError:
         return None
 
 
@@ -157,11 +140,11 @@ def pod_qos(spec: Obj) -> str:
         res = c.get("resources") if isinstance(c.get("resources"), dict) else {}
         for total, values in ((requests, res.get("requests")), (limits, res.get("limits"))):
             for name, raw in (values or {}).items():
-                q = _quantity(raw)
+                q = _amount(raw)
                 if name in ("cpu", "memory") and q is not None and q > 0:
                     total[name] = total.get(name, Decimal(0)) + q
         found = {n for n, raw in (res.get("limits") or {}).items()
-                 if n in ("cpu", "memory") and (_quantity(raw) or 0) > 0}
+                 if n in ("cpu", "memory") and (_amount(raw) or 0) > 0}
         if found != {"cpu", "memory"}:
             guaranteed = False
     if not requests and not limits:
@@ -189,7 +172,13 @@ def default_pod_spec(spec: Obj) -> None:
 
     Only what every PodSpec gets: Pod-only defaults (enableServiceLinks, hostPorts
     under hostNetwork, admission) are the Pod kind's, as pod templates do not show them.
+    Quantities take their canonical form, as decoding and SetDefaults_ResourceList
+    leave them.
     """
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        if isinstance(spec.get(key), list):  # Go decodes a null entry as an empty one
+            spec[key] = [{} if c is None else c for c in spec[key]]
+    canonical_resources(spec.get("overhead"))
     fill(spec, "dnsPolicy", "ClusterFirst")
     fill(spec, "restartPolicy", "Always")
     if spec.get("securityContext") is None:
@@ -201,6 +190,13 @@ def default_pod_spec(spec: Obj) -> None:
         _default_container(c)
     for vol in dicts(spec.get("volumes")):
         _default_volume(vol)
+
+
+def canonical_resources(values: Any) -> None:
+    """SetDefaults_ResourceList on a decoded ResourceList: canonical, rounded up to milli."""
+    if isinstance(values, dict):
+        for name, raw in values.items():
+            values[name] = v.canonical_quantity(raw, v.MILLI)
 
 
 def _all_containers(spec: Obj) -> list[Obj]:
@@ -216,14 +212,18 @@ def _default_container(c: Obj) -> None:
     fill(c, "terminationMessagePolicy", "File")
     if c.get("resources") is None:
         c["resources"] = {}
+    if isinstance(c["resources"], dict):
+        canonical_resources(c["resources"].get("limits"))
+        canonical_resources(c["resources"].get("requests"))
     for port in dicts(c.get("ports")):
         fill(port, "protocol", "TCP")
     for env in dicts(c.get("env")):
         source = env.get("valueFrom")
         if isinstance(source, dict):
             _default_field_ref(source.get("fieldRef"))
-            if isinstance(source.get("resourceFieldRef"), dict):
-                source["resourceFieldRef"].setdefault("divisor", "0")
+            ref = source.get("resourceFieldRef")
+            if isinstance(ref, dict):
+                ref["divisor"] = v.canonical_quantity(ref.get("divisor", "0"))
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         if isinstance(c.get(key), dict):
             _default_probe(c[key])
@@ -256,6 +256,9 @@ def _default_probe(probe: Obj) -> None:
 def _default_volume(vol: Obj) -> None:
     if all(vol.get(k) is None for k in _VOLUME_SOURCES):
         vol["emptyDir"] = {}
+    empty_dir = vol.get("emptyDir")
+    if isinstance(empty_dir, dict) and empty_dir.get("sizeLimit") is not None:
+        empty_dir["sizeLimit"] = v.canonical_quantity(empty_dir["sizeLimit"])
     for key in ("secret", "configMap", "downwardAPI", "projected"):
         source = vol.get(key)
         if isinstance(source, dict) and source.get("defaultMode") is None:
@@ -293,7 +296,7 @@ def validate_pod_spec(spec: Obj, path: str, *, resource_is_pod: bool = False) ->
     out += enum(spec.get("restartPolicy"), f"{path}.restartPolicy", _RESTART_POLICIES)
     out += enum(spec.get("dnsPolicy"), f"{path}.dnsPolicy", _DNS_POLICIES)
     out += v.labels(spec.get("nodeSelector"), f"{path}.nodeSelector")
-    out += _pod_security_context(spec.get("securityContext"), f"{path}.securityContext")
+    out += _pod_security_context(spec, f"{path}.securityContext")
     out += _dns_config(spec, path)
     for i, gate in enumerate(dicts(spec.get("readinessGates"))):
         p = f"{path}.readinessGates[{i}].conditionType"
@@ -328,6 +331,8 @@ def validate_pod_spec(spec: Obj, path: str, *, resource_is_pod: bool = False) ->
     if spec.get("preemptionPolicy") is not None:
         out += enum(spec["preemptionPolicy"], f"{path}.preemptionPolicy",
                     ("PreemptLowerPriority", "Never"))
+    if spec.get("overhead") is not None:  # validateOverhead: checked as container limits
+        out += _resources({"limits": spec["overhead"]}, f"{path}.overhead")
     os_ = spec.get("os")
     if isinstance(os_, dict):
         if not os_.get("name"):
@@ -372,6 +377,11 @@ def _volume_source(vol: Obj, path: str) -> list[Cause]:
     key = found[0]
     src = vol[key] if isinstance(vol[key], dict) else {}
     p = f"{path}.{key}"
+    if key == "emptyDir" and src.get("sizeLimit") is not None:
+        size = v.parsed_quantity(src["sizeLimit"], f"{p}.sizeLimit", out)
+        if size is not None and size.amount < 0:
+            out.append(v.forbidden(f"{p}.sizeLimit",
+                                   "SizeLimit field must be a valid resource quantity"))
     required = {"secret": "secretName", "configMap": "name", "persistentVolumeClaim": "claimName",
                 "hostPath": "path", "nfs": "server"}.get(key)
     if required and not src.get(required):
@@ -601,13 +611,15 @@ def _field_ref(ref: Obj, path: str) -> list[Cause]:
 
 
 def _resource_field_ref(ref: Obj, path: str) -> list[Cause]:
+    out: list[Cause] = []
+    v.parsed_quantity(ref.get("divisor", "0"), f"{path}.divisor", out)
     resource = ref.get("resource")
     if not resource:
-        return [v.required(f"{path}.resource")]
+        return out + [v.required(f"{path}.resource")]
     if resource not in _RESOURCE_FIELD_PATHS and \
             not resource.startswith(("requests.hugepages-", "limits.hugepages-")):
-        return [v.not_supported(f"{path}.resource", resource, _RESOURCE_FIELD_PATHS)]
-    return []
+        return out + [v.not_supported(f"{path}.resource", resource, _RESOURCE_FIELD_PATHS)]
+    return out
 
 
 def _key_ref(ref: Obj, path: str) -> list[Cause]:
@@ -658,58 +670,125 @@ def _volume_mounts(mounts: Any, volumes: dict[str, Obj], path: str) -> list[Caus
     return out
 
 
-_STANDARD_RESOURCES = {"cpu", "memory", "ephemeral-storage", "storage", "pods", "services",
-                       "replicationcontrollers", "resourcequotas", "secrets", "configmaps",
-                       "persistentvolumeclaims", "services.nodeports",
-                       "services.loadbalancers"}
+# helper.IsStandardResourceName, IsStandardContainerResourceName, IsIntegerResourceName.
+_STANDARD_RESOURCES = {
+    "cpu", "memory", "ephemeral-storage", "requests.cpu", "requests.memory",
+    "requests.ephemeral-storage", "limits.cpu", "limits.memory", "limits.ephemeral-storage",
+    "pods", "resourcequotas", "services", "replicationcontrollers", "secrets", "configmaps",
+    "persistentvolumeclaims", "storage", "requests.storage", "services.nodeports",
+    "services.loadbalancers"}
+_CONTAINER_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+_INTEGER_RESOURCES = {"pods", "resourcequotas", "services", "replicationcontrollers", "secrets",
+                      "configmaps", "persistentvolumeclaims", "services.nodeports",
+                      "services.loadbalancers"}
+_HUGEPAGES = "hugepages-"
+
+
+def _native(name: str) -> bool:
+    """IsNativeResource: unprefixed, or in a kubernetes.io domain."""
+    return "/" not in name or "kubernetes.io/" in name
+
+
+def _extended(name: str) -> bool:
+    """IsExtendedResourceName: a resource of another domain that quota can name."""
+    return not _native(name) and not name.startswith("requests.") and \
+        not v.qualified_name("requests." + name)
 
 
 def _resource_name(name: str, path: str) -> list[Cause]:
-    """validateContainerResourceName: a qualified name; unprefixed ones must be standard."""
+    """validateContainerResourceName."""
     out = v.invalid_all(path, name, v.qualified_name(name))
-    if out or "/" in name:
-        return out
-    hugepages = name.startswith("hugepages-")
-    if name not in _STANDARD_RESOURCES and not hugepages:
+    if not out and "/" not in name and name not in _STANDARD_RESOURCES and \
+            not name.startswith((_HUGEPAGES, "requests." + _HUGEPAGES)):
         out.append(v.invalid(path, name, "must be a standard resource type or fully qualified"))
-    if name not in ("cpu", "memory", "ephemeral-storage") and not hugepages:
-        out.append(v.invalid(path, name, "must be a standard resource for containers"))
+    if "/" not in name:
+        if name not in _CONTAINER_RESOURCES and not name.startswith(_HUGEPAGES):
+            out.append(v.invalid(path, name, "must be a standard resource for containers"))
+    elif not _native(name) and not _extended(name):
+        out.append(v.invalid(path, name, "doesn't follow extended resource name standard"))
     return out
+
+
+def _is_integer(q: v.Quantity) -> bool:
+    """MilliValue() % 1000 == 0: whole once rounded up to milli units."""
+    milli = q.round_up(v.MILLI)
+    return milli.scale >= 0 or milli.unscaled % 10 ** -milli.scale == 0
+
+
+def resource_quantity(name: str, q: v.Quantity, path: str) -> list[Cause]:
+    """ValidateResourceQuantityValue: not negative, whole for integer resources. (1.32
+    shows the integer error's value as the Go struct, later versions as its string.)"""
+    out: list[Cause] = []
+    if q.amount < 0:
+        out.append(v.invalid(path, str(q), _NON_NEGATIVE))
+    if (name in _INTEGER_RESOURCES or _extended(name)) and not _is_integer(q):
+        out.append(v.invalid(path, str(q), "must be an integer"))
+    return out
+
+
+def _hugepages_error(name: str, q: v.Quantity, path: str) -> list[Cause]:
+    """validateResourceQuantityHugePageValue: a whole number of pages, the page size
+    being what the name ends with."""
+    try:
+        page = v.parse_quantity(name.removeprefix(_HUGEPAGES))
+    except ValueError:
+        page = v.Quantity(0, 0)
+    if 0 < page.amount <= _MAX_INT64 and _is_integer(page):
+        size, whole = int(page.round_up(0).amount), q.round_up(0)
+        if whole.unscaled * pow(10, whole.scale, size) % size == 0:
+            return []
+    return [v.invalid(path, str(q), f"{q} is not positive integer multiple of {name}")]
 
 
 def _overcommit_allowed(name: str) -> bool:
-    native = "/" not in name or "kubernetes.io/" in name
-    return native and not name.startswith("hugepages-")
+    return _native(name) and not name.startswith(_HUGEPAGES)
 
 
 def _resources(res: Any, path: str) -> list[Cause]:
+    """validateResourceRequirements, for container resources and pod overhead."""
     if not isinstance(res, dict):
         return []
-    limits = res.get("limits") if isinstance(res.get("limits"), dict) else {}
-    requests = res.get("requests") if isinstance(res.get("requests"), dict) else {}
     out: list[Cause] = []
-    for group, values in (("limits", limits), ("requests", requests)):
+    lists = {g: res[g] if isinstance(res.get(g), dict) else {} for g in ("limits", "requests")}
+    limits: dict[str, v.Quantity] = {}
+    for group, values in lists.items():
         for name, raw in values.items():
             p = f"{path}.{group}[{name}]"
             out += _resource_name(name, p)
-            q = _quantity(raw)
-            if q is not None and q < 0:
-                out.append(v.invalid(p, str(raw), _NON_NEGATIVE))
-    for name, raw in requests.items():
-        req, lim = _quantity(raw), _quantity(limits.get(name))
-        if name not in limits:
-            if not _overcommit_allowed(name):
-                out.append(v.required(f"{path}.limits",
-                                      "Limit must be set for non overcommitable resources"))
-        elif req is None or lim is None:
-            continue
-        elif req != lim and not _overcommit_allowed(name):
-            out.append(v.invalid(f"{path}.requests", str(raw),
-                                 f"must be equal to {name} limit of {limits[name]}"))
-        elif req > lim:
-            out.append(v.invalid(f"{path}.requests", str(raw),
-                                 f"must be less than or equal to {name} limit of {limits[name]}"))
+            q = v.parsed_quantity(raw, p, out)
+            if q is None:
+                continue
+            out += resource_quantity(name, q, p)
+            if group == "limits":
+                limits[name] = q
+            else:
+                out += _request_within_limit(name, q, lists["limits"], limits, path)
+            if name.startswith(_HUGEPAGES):
+                out += _hugepages_error(name, q, p)
+    names = {*lists["limits"], *lists["requests"]}
+    if any(n.startswith(_HUGEPAGES) for n in names) and not names & {"cpu", "memory"}:
+        out.append(v.forbidden(path, "HugePages require cpu or memory"))
     return out
+
+
+def _request_within_limit(name: str, request: v.Quantity, limits: Obj,
+                          parsed: dict[str, v.Quantity], path: str) -> list[Cause]:
+    """A request may not exceed its limit; one that cannot be overcommitted must equal it.
+    limits are the names given, parsed the quantities among them."""
+    if name not in limits:
+        if _overcommit_allowed(name):
+            return []
+        return [v.required(f"{path}.limits", "Limit must be set for non overcommitable resources")]
+    limit = parsed.get(name)
+    if limit is None:
+        return []
+    if request.amount != limit.amount and not _overcommit_allowed(name):
+        return [v.invalid(f"{path}.requests", str(request),
+                          f"must be equal to {name} limit of {limit}")]
+    if request.amount > limit.amount:
+        return [v.invalid(f"{path}.requests", str(request),
+                          f"must be less than or equal to {name} limit of {limit}")]
+    return []
 
 
 def _ids(sc: Obj, path: str, keys: Iterable[str]) -> list[Cause]:
@@ -718,14 +797,55 @@ def _ids(sc: Obj, path: str, keys: Iterable[str]) -> list[Cause]:
             if isinstance(sc.get(k), int) and not 0 <= sc[k] <= _MAX_INT32]
 
 
-def _pod_security_context(sc: Any, path: str) -> list[Cause]:
+def _pod_security_context(spec: Obj, path: str) -> list[Cause]:
+    sc = spec.get("securityContext")
     if not isinstance(sc, dict):
         return []
     out = _ids(sc, path, ("fsGroup", "runAsUser", "runAsGroup"))
     for i, gid in enumerate(sc.get("supplementalGroups") or []):
         if isinstance(gid, int) and not 0 <= gid <= _MAX_INT32:
             out.append(v.invalid(f"{path}.supplementalGroups[{i}]", gid, _ID_RANGE))
+    return out + _sysctls(sc.get("sysctls"), spec, f"{path}.sysctls")
+
+
+_SYSCTL_SEGMENT = "[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+_SYSCTL_FMT = "(" + _SYSCTL_SEGMENT + r"[\./])*" + _SYSCTL_SEGMENT
+_SYSCTL_MSG = f"must have at most 253 characters and match regex ^{_SYSCTL_FMT}$"
+
+
+def _sysctls(sysctls: Any, spec: Obj, path: str) -> list[Cause]:
+    """validateSysctls: valid, unique names, none of the namespace a pod shares with its
+    host (ValidateHostSysctl)."""
+    out: list[Cause] = []
+    seen: set[str] = set()
+    for i, sysctl in enumerate(dicts(sysctls)):
+        p = f"{path}[{i}].name"
+        name = sysctl.get("name") or ""
+        if not name:
+            out.append(v.required(p))
+        elif len(name) > 253 or not re.fullmatch(_SYSCTL_FMT, name):
+            out.append(v.invalid(p, name, _SYSCTL_MSG))
+        elif name in seen:
+            out.append(v.duplicate(p, name))
+        namespace = _sysctl_namespace(name)
+        if spec.get("hostNetwork") and namespace == "net":
+            out.append(v.invalid(p, name, "may not be specified when 'hostNetwork' is true"))
+        elif spec.get("hostIPC") and namespace == "ipc":
+            out.append(v.invalid(p, name, "may not be specified when 'hostIPC' is true"))
+        seen.add(name)
     return out
+
+
+def _sysctl_namespace(name: str) -> str:
+    """sysctl.GetNamespace: "net", "ipc" or "" for the kernel namespace of a sysctl (or
+    of a prefix ending in *), slash-separated names read as dotted ones."""
+    separator = re.search(r"[./]", name)
+    if separator and separator.group() == "/":
+        name = name.translate(str.maketrans("./", "/."))
+    name = name.partition("*")[0]
+    if name == "kernel.sem" or name.startswith(("kernel.shm", "kernel.msg", "fs.mqueue.")):
+        return "ipc"
+    return "net" if name.startswith("net.") else ""
 
 
 def _dns_config(spec: Obj, path: str) -> list[Cause]:

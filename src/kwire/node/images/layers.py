@@ -168,7 +168,10 @@ class _Applier:
             if base == OPAQUE_MARKER:
                 self._opaque(parent)
             elif base.startswith(WHITEOUT_PREFIX):
-                self._whiteout(parent / base[len(WHITEOUT_PREFIX):])
+                hidden = base[len(WHITEOUT_PREFIX):]
+                if hidden in ("", ".", ".."):
+                    raise ImageError(f"layer entry {member.name!r} is not a valid whiteout")
+                self._whiteout(parent / hidden)
             else:
                 self._create(tf, member, parent / base)
         for path, mtime in reversed(self.dir_times):  # after their children were written

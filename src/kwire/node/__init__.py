@@ -1,0 +1,1 @@
+"""The node agent: kubelet role (pod sandboxes, containers, images)."""
