@@ -222,6 +222,101 @@ def test_qos_and_requests_from_limits():
     assert equal_units["status"]["qosClass"] == "Guaranteed"
 
 
+def test_quantities_take_their_canonical_form():
+    pod = pod_with(
+        overhead={"cpu": "0.0001", "memory": "1024Mi"},
+        volumes=[{"name": "tmp", "emptyDir": {"sizeLimit": "0.0001"}}],
+        containers=[{"name": "c", "image": "nginx", "resources": {
+            "limits": {"cpu": "1000m", "memory": " 1024Mi", "ephemeral-storage": 1e3},
+            "requests": {"cpu": 0.5}},
+            "env": [{"name": "MEM", "valueFrom": {"resourceFieldRef": {
+                "resource": "limits.memory", "divisor": "1024Ki"}}}]}],
+        initContainers=[{"name": "i", "image": "busybox", "resources": {
+            "requests": {"cpu": "0.0001"}}}])
+    res = pod["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1k"},
+                   "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1k"}}
+    # ResourceLists are rounded up to milli units; other quantities keep nano.
+    assert pod["spec"]["initContainers"][0]["resources"]["requests"] == {"cpu": "1m"}
+    assert pod["spec"]["overhead"] == {"cpu": "1m", "memory": "1Gi"}
+    assert pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "100u"
+    env = pod["spec"]["containers"][0]["env"][0]
+    assert env["valueFrom"]["resourceFieldRef"]["divisor"] == "1Mi"
+    assert causes(POD, pod) == []
+    template = {"containers": [{"name": "c", "image": "nginx",
+                                "resources": {"limits": {"memory": "1.5Gi"}}}]}
+    default_pod_spec(template)
+    assert template["containers"][0]["resources"] == {"limits": {"memory": "1536Mi"}}
+
+
+QUANTITY_MSG = ("quantities must match the regular expression "
+                "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+
+
+def test_resource_quantity_errors():
+    res = "spec.containers[0].resources"
+    pod = seed_pod()
+    pod["spec"]["containers"][0]["resources"] = {
+        "limits": {"cpu": "abc", "memory": "1.5.5", "example.com/gpu": "500m"},
+        "requests": {"cpu": "", "memory": "-1", "ephemeral-storage": "1Kb"}}
+    pod["spec"]["containers"][1]["resources"] = {"limits": {"cpu": "1000m"},
+                                                  "requests": {"cpu": "2"}}
+    assert causes(POD, pod) == [
+        f'{res}.limits[cpu]: Invalid value: "abc": {QUANTITY_MSG}',
+        f'{res}.limits[memory]: Invalid value: "1.5.5": {QUANTITY_MSG}',
+        f'{res}.limits[example.com/gpu]: Invalid value: "500m": must be an integer',
+        f'{res}.requests[cpu]: Invalid value: "": {QUANTITY_MSG}',
+        f'{res}.requests[memory]: Invalid value: "-1": must be greater than or equal to 0',
+        f'{res}.requests[ephemeral-storage]: Invalid value: "1Kb": {QUANTITY_MSG}',
+        # example.com/gpu was defaulted from its limit; cpu and memory were not, their
+        # limits being no quantities.
+        f'{res}.requests[example.com/gpu]: Invalid value: "500m": must be an integer',
+        'spec.containers[1].resources.requests: Invalid value: "2": must be less than or equal '
+        "to cpu limit of 1",
+    ]
+
+
+def test_resource_names_and_hugepages():
+    res = "spec.containers[0].resources"
+    pod = seed_pod()
+    pod["spec"]["containers"][0]["resources"] = {
+        "limits": {"hugepages-2Mi": "3Mi", "example.com/gpu": "1"},
+        "requests": {"foo": "1", "requests.cpu": "1", "example.com/gpu": "2",
+                     "example.com/fpga": "1"}}
+    assert causes(POD, pod) == [
+        f'{res}.limits[hugepages-2Mi]: Invalid value: "3Mi": 3Mi is not positive integer '
+        "multiple of hugepages-2Mi",
+        f'{res}.requests[foo]: Invalid value: "foo": must be a standard resource type or fully '
+        "qualified",
+        f'{res}.requests[foo]: Invalid value: "foo": must be a standard resource for containers',
+        f'{res}.requests[requests.cpu]: Invalid value: "requests.cpu": must be a standard '
+        "resource for containers",
+        f'{res}.requests: Invalid value: "2": must be equal to example.com/gpu limit of 1',
+        f"{res}.limits: Required value: Limit must be set for non overcommitable resources",
+        f'{res}.requests[hugepages-2Mi]: Invalid value: "3Mi": 3Mi is not positive integer '
+        "multiple of hugepages-2Mi",
+        f"{res}: Forbidden: HugePages require cpu or memory",
+    ]
+
+
+def test_overhead_and_size_limit_errors():
+    pod = seed_pod()
+    pod["spec"]["overhead"] = {"cpu": "-0.5", "memory": "x"}
+    pod["spec"]["volumes"] = [{"name": "a", "emptyDir": {"sizeLimit": "-1Gi"}},
+                              {"name": "b", "emptyDir": {"sizeLimit": "zz"}}]
+    pod["spec"]["containers"][0]["env"] = [{"name": "CPU", "valueFrom": {"resourceFieldRef": {
+        "resource": "limits.cpu", "divisor": "1K"}}}]
+    assert causes(POD, pod) == [
+        "spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid "
+        "resource quantity",
+        f'spec.volumes[1].emptyDir.sizeLimit: Invalid value: "zz": {QUANTITY_MSG}',
+        'spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: "1K": '
+        "unable to parse quantity's suffix",
+        'spec.overhead.limits[cpu]: Invalid value: "-500m": must be greater than or equal to 0',
+        f'spec.overhead.limits[memory]: Invalid value: "x": {QUANTITY_MSG}',
+    ]
+
+
 def test_host_network_ports_and_system_priority():
     pod = pod_with(hostNetwork=True, priorityClassName="system-node-critical",
                    containers=[{"name": "c", "image": "nginx",
@@ -324,6 +419,99 @@ def test_pod_tolerations_and_dns():
         "when `tolerationSeconds` is set",
         "spec.tolerations[1].operator: Invalid value: \"Equal\": operator must be Exists when "
         "`key` is empty, which means \"match all values and all keys\"",
+    ]
+
+
+SYSCTL_MSG = ("must have at most 253 characters and match regex "
+              r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+
+
+def test_pod_sysctls():
+    pod = seed_pod()
+    pod["spec"]["securityContext"] = {"sysctls": [
+        {"name": "bad sysctl", "value": "1"}, {"name": "net.core.somaxconn", "value": "1024"},
+        {"name": "kernel/shm_rmid_forced", "value": "1"}, {"name": ""},
+        {"name": "net.core.somaxconn", "value": "1"}, {"name": "a" * 254}]}
+    sysctls = "spec.securityContext.sysctls"
+    assert causes(POD, pod) == [
+        f'{sysctls}[0].name: Invalid value: "bad sysctl": {SYSCTL_MSG}',
+        f"{sysctls}[3].name: Required value",
+        f'{sysctls}[4].name: Duplicate value: "net.core.somaxconn"',
+        f'{sysctls}[5].name: Invalid value: "{"a" * 254}": {SYSCTL_MSG}',
+    ]
+    pod = seed_pod()
+    pod["spec"].update(hostNetwork=True, hostIPC=True, securityContext={"sysctls": [
+        {"name": "net.ipv4.ip_forward"}, {"name": "kernel/shm_rmid_forced"},
+        {"name": "kernel.sem"}, {"name": "fs.mqueue.*"}, {"name": "vm.swappiness"}]})
+    assert causes(POD, pod) == [
+        f"{sysctls}[0].name: Invalid value: \"net.ipv4.ip_forward\": may not be specified when "
+        "'hostNetwork' is true",
+        f"{sysctls}[1].name: Invalid value: \"kernel/shm_rmid_forced\": may not be specified "
+        "when 'hostIPC' is true",
+        f"{sysctls}[2].name: Invalid value: \"kernel.sem\": may not be specified when 'hostIPC' "
+        "is true",
+        f"{sysctls}[3].name: Invalid value: \"fs.mqueue.*\": {SYSCTL_MSG}",
+        f"{sysctls}[3].name: Invalid value: \"fs.mqueue.*\": may not be specified when "
+        "'hostIPC' is true",
+    ]
+
+
+def test_null_container_is_an_empty_one():
+    pod = seed_pod()
+    pod["spec"]["containers"] = [None]
+    pod["spec"]["initContainers"] = [None]
+    assert causes(POD, pod) == [
+        "spec.containers[0].name: Required value",
+        "spec.containers[0].image: Required value",
+        "spec.initContainers[0].name: Required value",
+        "spec.initContainers[0].image: Required value",
+        'spec.initContainers[0].name: Duplicate value: ""',  # of containers[0]'s, as upstream
+    ]
+
+
+def with_status(**status) -> dict:
+    pod = seed_pod()
+    pod["status"] = status
+    return defaulted(POD, pod)
+
+
+def test_pod_status_ips_pair_like_the_v1_conversion():
+    def ips(pod):
+        return {k: pod["status"][k] for k in ("podIP", "podIPs", "hostIP", "hostIPs")
+                if k in pod["status"]}
+
+    assert ips(with_status(podIP="10.244.1.5", hostIP="10.0.0.2")) == {
+        "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}],
+        "hostIP": "10.0.0.2", "hostIPs": [{"ip": "10.0.0.2"}]}
+    assert ips(with_status(podIPs=[{"ip": "10.244.1.5"}])) == {
+        "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}]}
+    # The single field wins over a list that disagrees, for older clients' sake.
+    assert ips(with_status(podIP="10.244.1.6", podIPs=[{"ip": "10.244.1.5"},
+                                                       {"ip": "fd00::5"}])) == {
+        "podIP": "10.244.1.6", "podIPs": [{"ip": "10.244.1.6"}]}
+    ok = with_status(podIP="10.244.1.5", podIPs=[{"ip": "10.244.1.5"}, {"ip": "fd00::5"}],
+                     hostIP="10.0.0.2", hostIPs=[{"ip": "10.0.0.2"}, {"ip": "fd00::2"}])
+    assert POD.validate(ok) == []
+
+
+def test_pod_status_ip_errors():
+    ip_msg = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+    assert [str(c) for c in POD.validate(with_status(podIP="10.0.0.256"))] == [
+        f'status.podIPs[0]: Invalid value: "10.0.0.256": {ip_msg}']
+    pod = with_status(podIPs=[{"ip": "10.244.1.5"}, {"ip": "x"}, {"ip": "10.244.1.5"}],
+                      hostIPs=[{"ip": "10.0.0.2"}, {"ip": "10.0.0.2"}])
+    assert [str(c) for c in POD.validate(pod)] == [
+        f'status.podIPs[1]: Invalid value: "x": {ip_msg}',
+        "status.podIPs: Internal error: failed to check for dual stack with error:ip <nil> is "
+        "invalid",
+        'status.podIPs: Invalid value: []core.PodIP{core.PodIP{IP:"10.244.1.5"}, '
+        'core.PodIP{IP:"x"}, core.PodIP{IP:"10.244.1.5"}}: may specify no more than one IP '
+        "for each IP family",
+        'status.podIPs[2]: Duplicate value: core.PodIP{IP:"10.244.1.5"}',
+        'status.hostIPs[0].ip: Invalid value: "10.0.0.2": must be equal to `hostIP`',
+        'status.hostIPs[1]: Duplicate value: core.HostIP{IP:"10.0.0.2"}',
+        'status.hostIPs: Invalid value: []core.HostIP{core.HostIP{IP:"10.0.0.2"}, '
+        'core.HostIP{IP:"10.0.0.2"}}: may specify no more than one IP for each IP family',
     ]
 
 
@@ -512,6 +700,30 @@ def test_service_type_rules():
     ]
 
 
+def test_service_ip_families_on_an_ipv4_cluster():
+    assert causes(SVC, service(ipFamilies=["IPv6"])) == [
+        'spec.ipFamilies[0]: Invalid value: "IPv6": not configured on this cluster']
+    assert causes(SVC, service(ipFamilies=["IPv4", "IPv6"], ipFamilyPolicy="PreferDualStack")) \
+        == ['spec.ipFamilies[1]: Invalid value: "IPv6": not configured on this cluster']
+    assert causes(SVC, service(ipFamilyPolicy="RequireDualStack")) == [
+        'spec.ipFamilyPolicy: Invalid value: "RequireDualStack": this cluster is not '
+        "configured for dual-stack services"]
+    assert causes(SVC, service(ipFamilies=["IPv4", "IPv6"])) == [
+        "spec.ipFamilyPolicy: Invalid value: \"SingleStack\": must be 'RequireDualStack' or "
+        "'PreferDualStack' when multiple IP families are specified"]
+    assert causes(SVC, service(clusterIP="fd00::10")) == [
+        'spec.clusterIPs[0]: Invalid value: []string{"fd00::10"}: IPv6 is not configured on '
+        "this cluster"]
+    assert causes(SVC, service(ipFamilyPolicy="PreferDualStack")) == []
+    # Headless Services without a selector are the exception: they get both families.
+    headless = defaulted(SVC, service(clusterIP="None", selector=None))["spec"]
+    assert (headless["ipFamilyPolicy"], headless["ipFamilies"]) == (
+        "RequireDualStack", ["IPv4", "IPv6"])
+    assert SVC.validate(defaulted(SVC, service(clusterIP="None", selector=None))) == []
+    assert causes(SVC, service(clusterIP="None", ipFamilies=["IPv6"])) == [
+        'spec.ipFamilies[0]: Invalid value: "IPv6": not configured on this cluster']
+
+
 def test_service_update_keeps_cluster_ip():
     old = defaulted(SVC, service(clusterIP="10.96.0.20"))
     assert updated(SVC, old, lambda s: s["spec"].update(clusterIP="10.96.0.30",
@@ -655,11 +867,73 @@ def test_node_rows_and_updates():
     bare = defaulted(NODE, {"metadata": {"name": "n", "creationTimestamp": CREATED}})
     assert NODE.row(bare, NOW)[1:3] == ["Unknown", "<none>"]
     assert NODE.validate(node) == []
-    assert updated(NODE, node, lambda n: n["spec"].update(podCIDRs=["10.244.2.0/24"])) == [
+    assert updated(NODE, node, lambda n: n["spec"].update(podCIDR="10.244.2.0/24")) == [
         "spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to "
         "valid"]
+    # podCIDR wins over a podCIDRs that disagrees, so changing the list alone changes nothing.
+    assert updated(NODE, node, lambda n: n["spec"].update(podCIDRs=["10.244.2.0/24"])) == []
     assert NODE.field_labels["spec.unschedulable"](node) == "true"
     assert NODE.field_labels["spec.unschedulable"](bare) == "false"
+
+
+def node_with(spec: dict | None = None, status: dict | None = None) -> dict:
+    return defaulted(NODE, {"metadata": {"name": "n"}, "spec": spec or {},
+                            "status": status or {}})
+
+
+def test_node_pod_cidrs():
+    assert node_with({"podCIDR": "10.244.1.0/24"})["spec"] == {
+        "podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}
+    assert node_with({"podCIDRs": ["10.244.1.0/24", "fd00::/64"]})["spec"]["podCIDR"] == \
+        "10.244.1.0/24"
+    assert node_with({"podCIDR": "10.244.2.0/24", "podCIDRs": ["10.244.1.0/24"]})["spec"][
+        "podCIDRs"] == ["10.244.2.0/24"]
+    assert NODE.validate(node_with({"podCIDRs": ["10.244.1.0/24", "fd00::/64"]})) == []
+    cidr_msg = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+    assert [str(c) for c in NODE.validate(node_with({"podCIDR": "10.244.1/24"}))] == [
+        f'spec.podCIDRs[0]: Invalid value: "10.244.1/24": {cidr_msg}']
+    node = node_with({"podCIDRs": ["10.244.1.0/24", "bad", "10.244.1.0/24"]})
+    assert [str(c) for c in NODE.validate(node)] == [
+        f'spec.podCIDRs[1]: Invalid value: "bad": {cidr_msg}',
+        "spec.podCIDRs: Internal error: invalid PodCIDRs. failed to check with dual stack with "
+        'error:failed to parse cidr value:"bad" with error:invalid CIDR address: bad',
+        'spec.podCIDRs: Invalid value: []string{"10.244.1.0/24", "bad", "10.244.1.0/24"}: may '
+        "specify no more than one CIDR for each IP family",
+        'spec.podCIDRs[2]: Duplicate value: "10.244.1.0/24"',
+    ]
+
+
+def test_node_capacity_and_allocatable():
+    node = node_with(status={"capacity": {"cpu": "4000m", "memory": "8192Mi", "pods": 110}})
+    assert node["status"]["capacity"] == {"cpu": "4", "memory": "8Gi", "pods": "110"}
+    assert node["status"]["allocatable"] == node["status"]["capacity"]
+    assert NODE.validate(node) == []
+    node = node_with(status={"capacity": {"pods": "110.5", "memory": "-1"},
+                             "allocatable": {"cpu": "lots"}})
+    assert [str(c) for c in NODE.validate(node)] == [
+        'status.capacity.pods: Invalid value: "110500m": must be an integer',
+        'status.capacity.memory: Invalid value: "-1": must be greater than or equal to 0',
+        f'status.allocatable.cpu: Invalid value: "lots": {QUANTITY_MSG}',
+    ]
+
+
+def test_owner_references_are_checked_on_every_kind():
+    owned = {"metadata": {"name": "c", "namespace": "default", "ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "a", "uid": "1",
+         "controller": True},
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "b", "uid": "2",
+         "controller": True}, {}]}}
+    assert causes(CM, owned) == [
+        'metadata.ownerReferences: Invalid value: [{"apiVersion":"apps/v1",'
+        '"kind":"ReplicaSet","name":"a","uid":"1","controller":true},{"apiVersion":"apps/v1",'
+        '"kind":"ReplicaSet","name":"b","uid":"2","controller":true},{"apiVersion":"",'
+        '"kind":"","name":"","uid":""}]: Only one reference can have Controller set to true. '
+        'Found "true" in references for ReplicaSet/a and ReplicaSet/b',
+        'metadata.ownerReferences.apiVersion: Invalid value: "": version must not be empty',
+        'metadata.ownerReferences.kind: Invalid value: "": kind must not be empty',
+        'metadata.ownerReferences.name: Invalid value: "": name must not be empty',
+        'metadata.ownerReferences.uid: Invalid value: "": uid must not be empty',
+    ]
 
 
 def test_events():

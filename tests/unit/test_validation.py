@@ -2,6 +2,8 @@
 k8s.io/utils/net and ValidateNonSpecialIP), with upstream's exact messages."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from kwire.api import validation as v
@@ -213,3 +215,149 @@ def test_ip_address():
 def test_non_special_ip(ip, messages):
     assert strs(v.non_special_ip(ip, "spec.externalIPs[0]")) == [
         f'spec.externalIPs[0]: Invalid value: "{ip}": {m}' for m in messages]
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("10.9.8.0/24", None), ("10.9.8.7/24", None),   # host bits may be set
+    ("010.9.8.0/24", None), ("fd00::/64", None),
+    ("10.9.8.0", '"10.9.8.0"'), ("10.9.8/24", '"10.9.8/24"'), ("10.9.8.0/33", '"10.9.8.0/33"'),
+    ("10.9.8.0/255.255.255.0", '"10.9.8.0/255.255.255.0"'), (None, "null"),
+])
+def test_cidr(value, shown):
+    expected = [] if shown is None else [
+        f"spec.podCIDRs[0]: Invalid value: {shown}: must be a valid CIDR value, "
+        "(e.g. 10.9.8.0/24 or 2001:db8::/64)"]
+    assert strs(v.cidr(value, "spec.podCIDRs[0]")) == expected
+
+
+# --- quantities (cases from resource/quantity_test.go) ----------------------------------
+
+FORMAT_WRONG = ("quantities must match the regular expression "
+                "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+SUFFIX = "unable to parse quantity's suffix"
+NUMERIC = "unable to parse numeric part of quantity"
+
+
+@pytest.mark.parametrize("text, value, fmt", [
+    ("0", "0", "DecimalSI"), ("0Mi", "0", "BinarySI"), ("1", "1", "DecimalSI"),
+    ("8Ki", "8192", "BinarySI"), ("6Gi", "6442450944", "BinarySI"),
+    ("5n", "5E-9", "DecimalSI"), ("50k", "5E+4", "DecimalSI"), ("12E", "1.2E+19", "DecimalSI"),
+    ("1E-3", "0.001", "DecimalExponent"), ("1e3", "1E+3", "DecimalExponent"),
+    ("100.035k", "100035", "DecimalSI"), ("0.0005k", "0.5", "DecimalSI"),
+    ("1.2e3", "1.2E+3", "DecimalExponent"), ("1.3E+6", "1.3E+6", "DecimalExponent"),
+    ("3.001n", "4E-9", "DecimalSI"),              # rounded up to nano
+    ("1.1E-9", "2E-9", "DecimalExponent"),
+    ("0.00000012345", "1.24E-7", "DecimalSI"),
+    ("9Ei", "9223372036854775807", "BinarySI"),   # binary values are capped at 2^63-1
+    ("100.035Ki", "102435.84", "BinarySI"),
+    ("0.000000000001Ki", "2E-9", "DecimalSI"),    # a binary value below 1 turns decimal
+    (".001", "0.001", "DecimalSI"), ("1.", "1", "DecimalSI"), ("1.G", "1E+9", "DecimalSI"),
+    ("-1.025Ti", "-1126999418470.4", "BinarySI"), ("+1Ki", "1024", "BinarySI"),
+    ("-", "0", "DecimalSI"), (".", "0", "DecimalSI"), ("Ki", "0", "BinarySI"),
+    ("1e9223372036854775807", "0.1", "DecimalExponent"),  # Go's int32() wraps the exponent
+])
+def test_parse_quantity(text, value, fmt):
+    q = v.parse_quantity(text)
+    assert q.amount == Decimal(value) and q.format == fmt
+
+
+@pytest.mark.parametrize("text, error", [
+    ("", FORMAT_WRONG), ("abc", FORMAT_WRONG), ("1.5.5", FORMAT_WRONG), (" 1", FORMAT_WRONG),
+    ("1 ", FORMAT_WRONG), ("1.1.M", FORMAT_WRONG), ("1+1.0M", FORMAT_WRONG),
+    ("0.1am", FORMAT_WRONG), ("aoeu", FORMAT_WRONG),
+    ("0.1mi", SUFFIX), (".5i", SUFFIX), ("1i", SUFFIX), ("-3.01i", SUFFIX), ("-3.01e-", SUFFIX),
+    ("1K", SUFFIX), ("1e", SUFFIX), ("1e9223372036854775808", SUFFIX),
+    ("Ei", NUMERIC), (".e-10", NUMERIC),
+])
+def test_parse_quantity_errors(text, error):
+    with pytest.raises(ValueError) as e:
+        v.parse_quantity(text)
+    assert str(e.value) == error
+
+
+@pytest.mark.parametrize("text, canonical", [
+    ("1Ki", "1Ki"), ("1024Mi", "1Gi"), ("1000M", "1G"), ("1Gi", "1Gi"), ("300Mi", "300Mi"),
+    ("307200Ki", "300Mi"), ("1025024Mi", "1001Gi"), ("5000m", "5"), ("0.5", "500m"),
+    ("0.001T", "1G"), ("1000u", "1m"), ("1.08", "1080m"), ("1080000000n", "1080m"),
+    (".001e12", "1e9"), ("0.001e0", "1e-3"), ("1000e-12", "1e-9"), ("00", "0"),
+    ("1e3", "1e3"), ("1000", "1k"), ("1000m", "1"), ("1.5Gi", "1536Mi"), ("0.5Ki", "512"),
+    ("1.1Ki", "1126400m"), ("-1024Mi", "-1Gi"),
+    (".001Ki", "1024m"), (".000001Ki", "1024u"), (".000000001Ki", "1024n"),
+    (".000000000001Ki", "2n"), ("-.001Ki", "-1024m"),
+    ("1000E", "1e21"), ("5000000E", "5e24"),  # past E: an exponent (1.32 lost the magnitude)
+    # A parsed string already in canonical shape is kept as written, quirks included.
+    ("+1", "+1"), ("01", "01"), ("1.001", "1.001"), ("1.500k", "1.500k"), ("1E3", "1E3"),
+])
+def test_quantity_canonical_form(text, canonical):
+    assert str(v.parse_quantity(text)) == canonical
+
+
+@pytest.mark.parametrize("text, scale, rounded", [
+    ("9.01", -3, "9010m"), ("9.01", -2, "9010m"), ("9.01", -1, "9100m"), ("9.01", 0, "10"),
+    ("9.01", 2, "100"), ("-9.01", -1, "-9100m"), ("-9.01", 0, "-10"),
+    ("0.0001", -3, "1m"), ("1.000001", -3, "1001m"), ("1.500", -3, "1.500"),
+])
+def test_quantity_round_up(text, scale, rounded):
+    assert str(v.parse_quantity(text).round_up(scale)) == rounded
+
+
+@pytest.mark.parametrize("value, canonical, milli", [
+    (" 1", "1", "1"), ("1 \t", "1", "1"),        # UnmarshalJSON trims spaces
+    ("\x1c1", "\x1c1", "\x1c1"),                 # ... Go's spaces only
+    (2, "2", "2"), (0.5, "500m", "500m"), (1e3, "1k", "1k"), (1e16, "10P", "10P"),
+    (0.00005, "50u", "1m"), (1e-07, "100e-9", "1e-3"),  # as Go's encoding/json writes floats
+    ("0.0001", "100u", "1m"), ("1e3", "1e3", "1e3"), ("abc", "abc", "abc"), (True, True, True),
+])
+def test_canonical_quantity(value, canonical, milli):
+    assert v.canonical_quantity(value) == canonical
+    assert v.canonical_quantity(value, v.MILLI) == milli
+
+
+def test_parsed_quantity():
+    causes: list[v.Cause] = []
+    assert v.parsed_quantity("1Gi", "spec.x", causes) == v.parse_quantity("1Gi")
+    assert v.parsed_quantity("abc", "spec.x", causes) is None
+    assert v.parsed_quantity(None, "spec.y", causes) is None
+    assert strs(causes) == [f'spec.x: Invalid value: "abc": {FORMAT_WRONG}',
+                            f"spec.y: Invalid value: null: {FORMAT_WRONG}"]
+    assert v.is_quantity("1") and not v.is_quantity("1 1")
+
+
+# --- object metadata --------------------------------------------------------------------
+
+
+def ref(**fields):
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "u1", **fields}
+
+
+def test_owner_references():
+    path = "metadata.ownerReferences"
+    assert v.owner_references([ref(), ref(uid="u2", controller=True)], path) == []
+    assert strs(v.owner_references([{}], path)) == [
+        'metadata.ownerReferences.apiVersion: Invalid value: "": version must not be empty',
+        'metadata.ownerReferences.kind: Invalid value: "": kind must not be empty',
+        'metadata.ownerReferences.name: Invalid value: "": name must not be empty',
+        'metadata.ownerReferences.uid: Invalid value: "": uid must not be empty']
+    assert strs(v.owner_references([ref(apiVersion="apps/"), ref(apiVersion="a/b/c")], path)) \
+        == ['metadata.ownerReferences.apiVersion: Invalid value: "apps/": version must not be '
+            'empty',
+            'metadata.ownerReferences.apiVersion: Invalid value: "a/b/c": version must not be '
+            'empty']
+    assert strs(v.owner_references([ref(apiVersion="v1", kind="Event")], path)) == [
+        'metadata.ownerReferences: Invalid value: {"apiVersion":"v1","kind":"Event",'
+        '"name":"web","uid":"u1"}: /v1, Kind=Event is disallowed from being an owner']
+    refs = [ref(controller=True), ref(uid="u2", controller=False),
+            ref(kind="Deployment", name="d", uid="u3", controller=True, blockOwnerDeletion=True)]
+    assert strs(v.owner_references(refs, path)) == [
+        'metadata.ownerReferences: Invalid value: [{"apiVersion":"apps/v1","kind":"ReplicaSet",'
+        '"name":"web","uid":"u1","controller":true},{"apiVersion":"apps/v1",'
+        '"kind":"ReplicaSet","name":"web","uid":"u2","controller":false},'
+        '{"apiVersion":"apps/v1","kind":"Deployment","name":"d","uid":"u3","controller":true,'
+        '"blockOwnerDeletion":true}]: Only one reference can have Controller set to true. '
+        'Found "true" in references for ReplicaSet/web and Deployment/d']
+
+
+def test_object_meta_checks_owner_references():
+    meta = {"name": "a", "namespace": "default", "ownerReferences": [ref(uid="")]}
+    assert strs(v.object_meta(meta, True)) == [
+        'metadata.ownerReferences.uid: Invalid value: "": uid must not be empty']

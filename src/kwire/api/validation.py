@@ -3,7 +3,8 @@
 Validators return lists of Cause; the REST layer turns a non-empty list into a
 Status. Messages follow apimachinery's field.Error so kubectl prints what a user
 of a real cluster would see. The checks several kinds share (names, ports, IP
-addresses) live here too, so each has one copy with upstream's wording.
+addresses, resource quantities, object metadata) live here too, so each has one
+copy with upstream's wording.
 """
 from __future__ import annotations
 
@@ -333,7 +334,8 @@ def cidr(value: Any, path: str) -> list[Cause]:
     """IsValidCIDR: an address and a prefix length (host bits may be set)."""
     if isinstance(value, str) and parse_cidr(value) is not None:
         return []
-    return [invalid(path, value, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")]
+    return [invalid(path, value,
+                    "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")]
 
 
 # --- quantities (k8s.io/apimachinery/pkg/api/resource) -------------------------------
@@ -531,6 +533,7 @@ def quantity(value: Any) -> Quantity:
 
 
 def is_quantity(value: Any) -> bool:
+    """Whether quantity(value) would succeed."""
     try:
         quantity(value)
     except ValueError:
@@ -565,7 +568,8 @@ _OWNER_REFERENCE_FIELDS = ("apiVersion", "kind", "name", "uid", "controller",
 
 def _owner_json(ref: Any) -> Any:
     """An OwnerReference (or a list of them) as Go marshals it: fields in struct order,
-    the two pointers omitted when unset."""
+    the two pointers omitted when unset. Field errors show this JSON since 1.34; 1.32
+    printed the Go struct, pointer addresses and all, which cannot be reproduced."""
     if isinstance(ref, list):
         return [_owner_json(r) for r in ref]
     ref = ref if isinstance(ref, dict) else {}
@@ -592,9 +596,11 @@ def owner_references(refs: Any, path: str) -> list[Cause]:
             out.append(invalid(f"{path}.kind", kind, "kind must not be empty"))
         for key in ("name", "uid"):
             if not ref.get(key):
-                out.append(invalid(f"{path}.{key}", ref.get(key) or "", f"{key} must not be empty"))
+                out.append(invalid(f"{path}.{key}", ref.get(key) or "",
+                                   f"{key} must not be empty"))
         if (group, version, kind) == ("", "v1", "Event"):
-            out.append(_owner_invalid(path, ref, "/v1, Kind=Event is disallowed from being an owner"))
+            out.append(_owner_invalid(path, ref,
+                                      "/v1, Kind=Event is disallowed from being an owner"))
         if ref.get("controller") is True:
             this = f"{kind}/{ref.get('name') or ''}"
             if controller:

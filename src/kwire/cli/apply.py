@@ -57,7 +57,7 @@ class _Failed(Exception):
 
 
 async def _apply_one(client: Client, resource: Resource, m: Manifest,
-                    namespace: str | None) -> str:
+                     namespace: str | None) -> str:
     """Server-side apply one object; "created", "configured" or "unchanged"."""
     try:
         before = await client.get(resource.api_version, resource.plural, m.name, namespace)

@@ -3,6 +3,7 @@ shows the same columns as under kubectl, with no printing code per kind."""
 from __future__ import annotations
 
 from contextlib import aclosing
+from dataclasses import replace
 
 import click
 
@@ -106,13 +107,16 @@ async def _watch(session: Session, targets: list[Target], query: Query,
                        f"collections, but {sum(max(len(n), 1) for _, n in targets)} "
                        "resources were found")
     resource, names = targets[0]
-    first_path = _paths(resource, names, query)[0]
+    path = resource_path(resource.api_version, resource.plural, query.namespace_for(resource))
     if names:
-        query.field_selector = f"metadata.name={names[0]}"
+        # As kubectl: watching an object that does not exist is an error, not a wait.
+        await session.client.get(resource.api_version, resource.plural, names[0],
+                                 query.namespace_for(resource))
+        query = replace(query, field_selector=f"metadata.name={names[0]}")
     if output in ("yaml", "json", "name"):
         await _watch_objects(session, resource, query, output)
         return
-    first = await session.client.table(first_path, None if names else query.params())
+    first = await session.client.table(path, query.params())
     columns = first.get("columnDefinitions")
     with_namespace = query.namespace is None and resource.namespaced
     writer = TabWriter(6, 3, remember_widths=True)
@@ -128,7 +132,6 @@ async def _watch(session: Session, targets: list[Target], query: Query,
 
     show(first.get("rows") or [])
     params = {**query.params(), "resourceVersion": first["metadata"].get("resourceVersion")}
-    path = resource_path(resource.api_version, resource.plural, query.namespace_for(resource))
     async with aclosing(session.client.watch_table(path, params)) as events:
         async for _, table in events:
             show(table.get("rows") or [])

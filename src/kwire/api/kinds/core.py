@@ -193,6 +193,7 @@ def _pair_status_ips(status: Obj) -> None:
     if first is not None and first.get("ip"):
         status["podIP"] = first["ip"]
 
+
 def _admit_pod(spec: Obj) -> None:
     """The ServiceAccount, Priority and DefaultTolerationSeconds admission plugins."""
     # serviceAccount is the deprecated alias the v1 conversion keeps equal.
@@ -263,8 +264,9 @@ def _ip_list(entries: list[Obj], path: str, go_type: str) -> tuple[list[Cause], 
         families.append(v.internal(path, "failed to check for dual stack with error:ip <nil> "
                                          "is invalid"))
     if None in parsed or {ip.version for ip in parsed if ip} != {4, 6} or len(ips) > 2:
-        families.append(Cause(path, v.INVALID, f"Invalid value: []{go_type}{{{', '.join(shown)}}}: "
-                              "may specify no more than one IP for each IP family"))
+        families.append(Cause(path, v.INVALID, f"Invalid value: []{go_type}{{"
+                              f"{', '.join(shown)}}}: may specify no more than one IP for each "
+                              "IP family"))
     repeats = [Cause(f"{path}[{i}]", v.DUPLICATE, f"Duplicate value: {shown[i]}")
                for i, ip in enumerate(ips) if ip in ips[:i]]
     return families, repeats
@@ -472,15 +474,25 @@ def _default_service(svc: Obj) -> None:
     if spec.get("clusterIP") and not spec.get("clusterIPs"):
         spec["clusterIPs"] = [spec["clusterIP"]]
     if spec["type"] != "ExternalName":
-        # Headless Services without a selector may span both families; kwire's service
-        # network is single-stack, so the family follows the address (IPv4 when none).
-        if spec.get("ipFamilyPolicy") is None:
-            spec["ipFamilyPolicy"] = "RequireDualStack" if _headless(spec) and not spec.get(
-                "selector") else "SingleStack"
-        if not spec.get("ipFamilies"):
-            ip = v.parse_ip((spec.get("clusterIPs") or [""])[0])
-            spec["ipFamilies"] = ["IPv6" if ip is not None and ip.version == 6 else "IPv4"]
+        _default_ip_families(spec)
     fill(svc.setdefault("status", {}), "loadBalancer", {})
+
+
+def _default_ip_families(spec: Obj) -> None:
+    """initIPFamilyFields' defaults on kwire's service network, IPv4 only: the family is
+    IPv4 unless the address is IPv6 (which validation then refuses). Headless Services
+    without a selector default to RequireDualStack and, the one exception a single-stack
+    cluster makes, get the other family too."""
+    selectorless = _headless(spec) and not spec.get("selector")
+    if spec.get("ipFamilyPolicy") is None:
+        spec["ipFamilyPolicy"] = "RequireDualStack" if selectorless else "SingleStack"
+    ip = v.parse_ip((spec.get("clusterIPs") or [""])[0])
+    if not spec.get("ipFamilies") and (ip is None or ip.version == 4):
+        spec["ipFamilies"] = ["IPv4"]
+    families = spec.get("ipFamilies")
+    if selectorless and spec["ipFamilyPolicy"] != "SingleStack" and \
+            families in (["IPv4"], ["IPv6"]):
+        families.append("IPv6" if families[0] == "IPv4" else "IPv4")
 
 
 def prepare_service_update(new: Obj, old: Obj) -> None:
@@ -550,7 +562,7 @@ def _validate_service(svc: Obj) -> list[Cause]:
     elif affinity == "None" and spec.get("sessionAffinityConfig") is not None:
         out.append(v.forbidden("spec.sessionAffinityConfig",
                                "must not be set when session affinity is None"))
-    out += _cluster_ip_fields(spec)
+    out += _cluster_ip_fields(spec) or _ip_family_fields(spec)
     for i, ip in enumerate(spec.get("externalIPs") or []):
         errs = v.ip_address(ip, f"spec.externalIPs[{i}]")
         out += errs or v.non_special_ip(ip, f"spec.externalIPs[{i}]")
@@ -662,6 +674,36 @@ def _cluster_ip_fields(spec: Obj) -> list[Cause]:
                 out.append(v.invalid(f"spec.clusterIPs[{i}]", addr, f"expected an {family} "
                                      f"value as indicated by `ipFamilies[{i}]`"))
     return out
+
+
+def _ip_family_fields(spec: Obj) -> list[Cause]:
+    """initIPFamilyFields' checks on kwire's service network, single-stack IPv4: no IPv6
+    address or family, no dual-stack requirement (headless Services without a selector
+    excepted). Upstream makes them when allocating, before validation."""
+    if spec.get("type") == "ExternalName":
+        return []
+    policy, ips = spec.get("ipFamilyPolicy"), list(spec.get("clusterIPs") or [])
+    families = list(spec.get("ipFamilies") or [])
+    out: list[Cause] = []
+    if policy == "SingleStack":
+        for values, what in ((ips, "cluster IPs"), (families, "IP families")):
+            if len(values) == 2:
+                out.append(v.invalid("spec.ipFamilyPolicy", policy, "must be 'RequireDualStack' "
+                                     f"or 'PreferDualStack' when multiple {what} are specified"))
+    for i, ip in enumerate(ips):
+        if ip == "None":
+            break
+        address = v.parse_ip(ip)
+        if i >= len(families) and address is not None and address.version == 6:
+            out.append(_invalid_list(f"spec.clusterIPs[{i}]", ips,
+                                     "IPv6 is not configured on this cluster"))
+    if out or (_headless(spec) and not spec.get("selector")):
+        return out
+    if policy == "RequireDualStack":
+        out.append(v.invalid("spec.ipFamilyPolicy", policy,
+                             "this cluster is not configured for dual-stack services"))
+    return out + [v.invalid(f"spec.ipFamilies[{i}]", family, "not configured on this cluster")
+                  for i, family in enumerate(families) if family != "IPv4"]
 
 
 def _load_balancer_fields(spec: Obj) -> list[Cause]:

@@ -440,13 +440,14 @@ def _containers(spec: Obj, volumes: dict[str, Obj], path: str, grace: Any) -> li
     if not containers:
         return [v.required(p)]
     out: list[Cause] = []
-    names: set[Any] = set()
+    names: set[str] = set()
     for i, c in enumerate(containers):
         cp = f"{p}[{i}]"
         out += _container_common(c, cp, volumes)
-        if c.get("name") in names:
-            out.append(v.duplicate(f"{cp}.name", c.get("name")))
-        names.add(c.get("name"))
+        name = c.get("name") or ""
+        if name in names:
+            out.append(v.duplicate(f"{cp}.name", name))
+        names.add(name)
         out += _lifecycle_and_probes(c, cp, grace)
         if c.get("restartPolicy") is not None:
             out.append(v.forbidden(f"{cp}.restartPolicy", "may not be set for non-init containers"))
@@ -455,7 +456,7 @@ def _containers(spec: Obj, volumes: dict[str, Obj], path: str, grace: Any) -> li
 
 def _init_containers(spec: Obj, volumes: dict[str, Obj], path: str, grace: Any) -> list[Cause]:
     p = f"{path}.initContainers"
-    names = {c.get("name") for c in dicts(spec.get("containers"))}
+    names = {c.get("name") or "" for c in dicts(spec.get("containers"))}
     out: list[Cause] = []
     for i, c in enumerate(dicts(spec.get("initContainers"))):
         cp = f"{p}[{i}]"
@@ -463,10 +464,11 @@ def _init_containers(spec: Obj, volumes: dict[str, Obj], path: str, grace: Any) 
         restart = c.get("restartPolicy")
         if restart is not None and restart != "Always":
             out.append(v.not_supported(f"{cp}.restartPolicy", restart, ("Always",)))
-        if c.get("name") in names:
-            out.append(v.duplicate(f"{cp}.name", c.get("name")))
-        elif c.get("name"):
-            names.add(c["name"])
+        name = c.get("name") or ""
+        if name in names:
+            out.append(v.duplicate(f"{cp}.name", name))
+        elif name:
+            names.add(name)
         out += _host_port_conflicts([c], p, first=i)
         if restart == "Always":
             out += _lifecycle_and_probes(c, cp, grace)
@@ -481,16 +483,17 @@ def _init_containers(spec: Obj, volumes: dict[str, Obj], path: str, grace: Any) 
 def _ephemeral_containers(spec: Obj, volumes: dict[str, Obj], path: str,
                           grace: Any) -> list[Cause]:
     p = f"{path}.ephemeralContainers"
-    others = {c.get("name") for key in ("containers", "initContainers")
+    others = {c.get("name") or "" for key in ("containers", "initContainers")
               for c in dicts(spec.get(key))}
     names = set(others)
     out: list[Cause] = []
     for i, c in enumerate(dicts(spec.get("ephemeralContainers"))):
         cp = f"{p}[{i}]"
         out += _container_common(c, cp, volumes)
-        if c.get("name") in names:
-            out.append(v.duplicate(f"{cp}.name", c.get("name")))
-        names.add(c.get("name"))
+        name = c.get("name") or ""
+        if name in names:
+            out.append(v.duplicate(f"{cp}.name", name))
+        names.add(name)
         target = c.get("targetContainerName")
         if target and target not in others:
             out.append(_not_found(f"{cp}.targetContainerName", target))
