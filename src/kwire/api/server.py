@@ -8,9 +8,11 @@ requests are ever inside a write at once.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import signal
+import sys
 import traceback
 
 from aiohttp import web
@@ -22,13 +24,11 @@ from kwire.api.handlers import API, MAX_BODY, error_response
 from kwire.api.registry import load
 from kwire.api.resources import SYSTEM_NAMESPACES, Resources
 from kwire.cluster.config import ClusterConfig
-from kwire.client import Client
-from kwire.cluster.pki import load_tokens, read_token_file, server_ssl_context
-from kwire.controllers import manager
-from kwire.controllers.perns import root_ca_publisher
+from kwire.cluster.pki import read_token_file, server_ssl_context
 from kwire.store.sqlite import SQLiteStore
 
 log = logging.getLogger("kwire.server")
+PR_SET_PDEATHSIG = 1
 
 
 @web.middleware
@@ -106,6 +106,33 @@ async def compaction_loop(store: SQLiteStore, interval: float) -> None:
         previous = store.revision
 
 
+def _die_with_parent() -> None:
+    """Runs in the child: the kernel sends it SIGTERM when the server dies, even by
+    SIGKILL, so a crashed server never leaves a controller manager behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def supervise_controller_manager(config: ClusterConfig, stop: asyncio.Event) -> None:
+    """Keep `kwire controller-manager` running beside the server (restarted if it dies),
+    and stop it with SIGTERM when the server stops. Its output joins the server log."""
+    cmd = [sys.executable, "-m", "kwire.cli.main", "controller-manager",
+           "--config", str(config.config_path)]
+    while not stop.is_set():
+        proc = await asyncio.create_subprocess_exec(*cmd, preexec_fn=_die_with_parent)
+        try:
+            await proc.wait()
+            log.warning("controller manager exited with %s; restarting it", proc.returncode)
+            await asyncio.sleep(1)
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 5)
+                except asyncio.TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
 async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     registry = load()
     store = SQLiteStore(str(config.db_path))
@@ -117,25 +144,21 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     app, api = build_app(res, Authenticator(users), f"{config.api_host}:{config.api_port}")
     # Selectors can be long (Go allows 1 MiB URLs); malformed HTTP is the client's problem.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2,
-                           handler_args={"max_line_size": 1 << 20, "max_field_size": 1 << 20})
+                           max_line_size=1 << 20, max_field_size=1 << 20)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     await runner.setup()
     site = web.TCPSite(runner, config.api_host, config.api_port,
                        ssl_context=server_ssl_context(config), backlog=1024)
     await site.start()
     log.info("serving on https://%s:%d", config.api_host, config.api_port)
-    client = Client(f"https://127.0.0.1:{config.api_port}",
-                    token=load_tokens(config).admin, ca_file=str(config.ca_cert))
-    tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds))]
-    controllers = asyncio.create_task(manager.run(client, stop, manager.CONTROLLERS + (
-        ("root-ca-cert-publisher", root_ca_publisher(config.ca_cert.read_text())),)))
+    tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds)),
+             asyncio.create_task(supervise_controller_manager(config, stop))]
     try:
         await stop.wait()
     finally:
         for t in tasks:
             t.cancel()
-        await controllers
-        await client.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
         await store.close()
 

@@ -146,6 +146,22 @@ def server(config_path: Path, log_level: str) -> None:
     serve(config)
 
 
+@main.command("controller-manager")
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The cluster's config.yaml (written by `kwire up`).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def controller_manager(config_path: Path, log_level: str) -> None:
+    """Run a cluster's controllers (the API server starts this itself)."""
+    config = ClusterConfig.load(config_path)
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kwire.controllers.process import serve
+
+    serve(config)
+
+
 main.add_command(get)
 main.add_command(describe)
 main.add_command(apply)

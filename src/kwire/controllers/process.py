@@ -1,0 +1,38 @@
+"""The controller manager as its own process, as kube-controller-manager is: it
+talks to the API server over HTTPS like any other client, and its informers'
+decoding work runs on the other core instead of on the API server's loop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from kwire.client import Client
+from kwire.cluster.config import ClusterConfig
+from kwire.cluster.pki import load_tokens
+from kwire.controllers import manager
+from kwire.controllers.perns import root_ca_publisher
+
+log = logging.getLogger("kwire.controller-manager")
+
+
+async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
+    client = Client(f"https://127.0.0.1:{config.api_port}", token=load_tokens(config).admin,
+                    ca_file=str(config.ca_cert))
+    try:
+        await manager.run(client, stop, manager.CONTROLLERS + (
+            ("root-ca-cert-publisher", root_ca_publisher(config.ca_cert.read_text())),))
+    finally:
+        await client.close()
+
+
+def serve(config: ClusterConfig) -> None:
+    """Run until SIGTERM or SIGINT."""
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, stop)
+
+    asyncio.run(main())
