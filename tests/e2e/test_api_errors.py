@@ -36,7 +36,7 @@ def call(cluster, method: str, path: str, body: bytes | None = None,
      "BadRequest"),
     ("POST", "/api/v1/namespaces/default/configmaps", b"a: [b", "application/yaml", 400,
      "BadRequest"),
-    ("PATCH", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", b"{}", "text/plain", 415,
+    ("PATCH", "/api/v1/namespaces/default/services/kubernetes", b"{}", "text/plain", 415,
      "UnsupportedMediaType"),
     ("GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(", None,
      "application/json", 400, "BadRequest"),
@@ -61,8 +61,8 @@ def test_hostile_bodies_are_refused_and_the_server_lives(cluster):
         for p, c in zip("abcdefgh", "bcdefghi"))
     status, out = call(cluster, "POST", path, bomb.encode(), "application/yaml")
     assert status == 400 and out["kind"] == "Status"
-    status, out = call(cluster, "GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
-    assert status == 200 and out["metadata"]["name"] == "kube-root-ca.crt"
+    status, out = call(cluster, "GET", "/api/v1/namespaces/default/services/kubernetes")
+    assert status == 200 and out["metadata"]["name"] == "kubernetes"
 
 
 def test_collection_deletes_only_where_upstream_serves_them(cluster):
