@@ -40,6 +40,9 @@ KINDS |= {"discovery.k8s.io/v1/EndpointSlice": f"{API}discovery.v1.EndpointSlice
           "coordination.k8s.io/v1/Lease": f"{API}coordination.v1.Lease",
           "autoscaling/v1/Scale": f"{API}autoscaling.v1.Scale",
           "policy/v1/Eviction": f"{API}policy.v1.Eviction",
+          "authorization.k8s.io/v1/SelfSubjectAccessReview":
+              f"{API}authorization.v1.SelfSubjectAccessReview",
+
           "DeleteOptions": f"{META}DeleteOptions"}
 # Messages whose JSON form is not their fields; kwire/api/protobuf.py converts them.
 SPECIAL = {f"{META}Time", f"{META}MicroTime", f"{META}FieldsV1",

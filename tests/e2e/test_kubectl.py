@@ -332,3 +332,20 @@ def test_apply_a_list_as_get_prints_it(cluster, ns):
     out = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(wrapped)).stdout
     assert "configmap/l1 configured" in out
     assert cluster.kubectl_json("get", "cm", "l1", "-n", ns)["data"] == {"a": "c"}
+
+
+def test_auth_can_i(cluster):
+    assert cluster.kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+
+
+def test_kubernetes_service_comes_back(cluster):
+    cluster.kubectl("delete", "svc", "kubernetes", "-n", "default")
+    deadline = time.time() + 25
+    while time.time() < deadline:
+        r = cluster.kubectl("get", "svc", "kubernetes", "-n", "default", "-o", "json",
+                            check=False)
+        if r.returncode == 0:
+            assert json.loads(r.stdout)["spec"]["clusterIP"] == "10.96.0.1"
+            return
+        time.sleep(0.5)
+    raise AssertionError("the kubernetes Service was not restored")

@@ -260,10 +260,22 @@ async def test_update(res):
 async def test_update_keeps_server_set_metadata(res):
     old = await res.create(CM, "default", cm("c"), W())
     body = cm("c", a="1")  # no uid, creationTimestamp or resourceVersion: unconditional
-    body["metadata"]["uid"] = "forged"
     new, _ = await res.update(CM, "default", "c", body, W())
     assert (new["metadata"]["uid"], new["metadata"]["creationTimestamp"]) == (
         old["metadata"]["uid"], old["metadata"]["creationTimestamp"])
+    body["metadata"]["uid"] = "forged"  # a uid is a precondition, as upstream
+    e = await error(res.update(CM, "default", "c", body, W()))
+    assert e.code == 409 and "Precondition failed: UID in precondition: forged" in e.message
+
+
+@with_resources
+async def test_patch_cannot_rename_or_change_uid(res):
+    await res.create(CM, "default", cm("c"), W())
+    e = await error(res.patch(CM, "default", "c", "merge", {"metadata": {"name": "d"}}, W()))
+    assert (e.code, e.message) == (
+        400, "the name of the object (d) does not match the name on the URL (c)")
+    e = await error(res.patch(CM, "default", "c", "merge", {"metadata": {"uid": "x"}}, W()))
+    assert e.code == 422 and 'metadata.uid: Invalid value: "x": field is immutable' in e.message
 
 
 @with_resources

@@ -264,6 +264,8 @@ class API:
         m = request.method
         if t.subresource:
             return await self._subresource(request, t)
+        if t.kind.review is not None and (m != "POST" or t.name is not None):
+            raise _not_allowed(m)
         if t.name is None:
             if m == "GET":
                 q = self._query(request, t)
@@ -362,6 +364,10 @@ class API:
 
     async def _create(self, request: web.Request, t: Target) -> web.Response:
         body = await read_body(request)
+        if t.kind.review is not None:
+            if not isinstance(body, dict):
+                raise errors.bad_request(f"{t.kind.kind} must be a JSON object")
+            return respond(t.kind.review(body, request.get("user")), 201)
         opts = self._write_opts(request)
         obj = await self.res.create(t.kind, t.namespace, body, opts)
         return respond(obj, 201, warnings=opts.warnings)

@@ -71,6 +71,8 @@ class Kind:
         (Nodes register with theirs); otherwise it is reset.
     return_deleted_object: a DELETE answers with the deleted object (Pods, Services,
         ServiceAccounts upstream); otherwise with a Status.
+    review(obj, user): for review kinds (access reviews), the answer to a create;
+        nothing is stored and no other verb is served.
     spec_paths: fields (dotted paths) whose change bumps metadata.generation.
     """
 
@@ -97,6 +99,7 @@ class Kind:
     field_labels: dict[str, Callable[[Obj], str]] = field(default_factory=dict)
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list",
                               "patch", "update", "watch")
+    review: Callable[[Obj, Any], Obj] | None = None
 
     @property
     def api_version(self) -> str:

@@ -309,6 +309,10 @@ class Resources:
         want = meta.get("resourceVersion")
         if want and want != old["metadata"]["resourceVersion"]:
             raise errors.conflict(kind.plural, name, kind.group)
+        if meta.get("uid") and meta["uid"] != old["metadata"].get("uid"):
+            raise errors.conflict(kind.plural, name, kind.group,
+                                  f"Precondition failed: UID in precondition: {meta['uid']}, "
+                                  f"UID in object meta: {old['metadata'].get('uid')}")
         return await self._write_update(kind, old, new, opts, subresource), False
 
     async def patch(self, kind: Kind, namespace: str | None, name: str, patch_type: str,
@@ -329,8 +333,17 @@ class Resources:
                 if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict) else None
             if want and want != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(kind.plural, name, kind.group)
-            patched.setdefault("metadata", {})["resourceVersion"] = \
-                old["metadata"]["resourceVersion"]
+            pmeta = patched.setdefault("metadata", {})
+            for field_, what in (("name", "name"), ("namespace", "namespace")):
+                if pmeta.get(field_) != old["metadata"].get(field_):
+                    raise errors.bad_request(
+                        f"the {what} of the object ({pmeta.get(field_)}) does not match the "
+                        f"{what} on the URL ({old['metadata'].get(field_)})")
+            if pmeta.get("uid") != old["metadata"].get("uid"):
+                raise errors.invalid(kind.kind, name, [errors.Cause(
+                    "metadata.uid", "FieldValueInvalid",
+                    f'Invalid value: "{pmeta.get("uid")}": field is immutable')], kind.group)
+            pmeta["resourceVersion"] = old["metadata"]["resourceVersion"]
             new = self.strict(kind, patched, opts)
             try:
                 return await self._write_update(kind, old, new, opts, subresource), False

@@ -85,6 +85,14 @@ async def bootstrap(res: Resources, config: ClusterConfig) -> None:
         "spec": {"type": "ClusterIP", "clusterIP": config.api_service_ip,
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                             "targetPort": config.api_port}]}})
+    await res.ensure(reg.resource("discovery.k8s.io", "v1", "endpointslices"), {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [config.underlay_host_address],
+                       "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": config.api_port, "protocol": "TCP"}]})
     ep = reg.resource("", "v1", "endpoints")
     await res.ensure(ep, {
         "apiVersion": "v1", "kind": "Endpoints",
@@ -92,6 +100,17 @@ async def bootstrap(res: Resources, config: ClusterConfig) -> None:
                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": config.underlay_host_address}],
                      "ports": [{"name": "https", "port": config.api_port, "protocol": "TCP"}]}]})
+
+
+async def bootstrap_loop(res: Resources, config: ClusterConfig, interval: float = 10) -> None:
+    """Put back the start-up objects if someone deletes them, as kube-apiserver's
+    system namespace and kubernetes Service reconcilers do."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await bootstrap(res, config)
+        except APIError as e:
+            log.warning("restoring system objects: %s", e.message)
 
 
 async def compaction_loop(store: SQLiteStore, interval: float) -> None:
@@ -152,7 +171,8 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     await site.start()
     log.info("serving on https://%s:%d", config.api_host, config.api_port)
     tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds)),
-             asyncio.create_task(supervise_controller_manager(config, stop))]
+             asyncio.create_task(supervise_controller_manager(config, stop)),
+             asyncio.create_task(bootstrap_loop(res, config))]
     try:
         await stop.wait()
     finally:

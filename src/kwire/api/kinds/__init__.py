@@ -1,2 +1,3 @@
 """One module per API group; importing them registers their kinds."""
-from kwire.api.kinds import core, apps, discovery, networking, coordination  # noqa: F401
+from kwire.api.kinds import (apps, authorization, coordination, core, discovery,  # noqa: F401
+                              networking)
