@@ -4,7 +4,6 @@ catalog, and failures reported the way kubectl reports them."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ from kwire.cli import CLIError
 from kwire.cli.printing import server_error
 from kwire.cli.resources import Catalog, ResourceError, discover
 from kwire.client import ApiError, Client, KubeconfigError
-from kwire.client.rest import _api_error, _event, _params
 from kwire.cluster.kubeconfig import user_kubeconfig_path
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -40,36 +38,16 @@ def fail(errors: list[str]) -> None:
 
 
 class TableClient(Client):
-    """The REST client, plus the meta.k8s.io/v1 Table form of gets, lists and
-    watches. rest.Client sends `Accept: application/json` on every request and
-    takes no other, so these two requests use its session and helpers directly
-    (an `accept` argument on Client.request and Client.watch would retire them)."""
+    """The REST client, plus the meta.k8s.io/v1 Table form of gets, lists and watches."""
 
     async def table(self, path: str, params: dict | None = None) -> dict:
-        async with self._get_session().get(self.server + path, params=_params(params),
-                                           headers={"Accept": TABLE}) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _api_error(resp.status, resp.reason, raw)
-            return json.loads(raw)
+        return await self.request("GET", path, params=params, accept=TABLE)
 
-    async def watch_table(self, path: str,
-                          params: dict | None = None) -> AsyncIterator[tuple[str, dict]]:
+    def watch_table(self, path: str,
+                    params: dict | None = None) -> AsyncIterator[tuple[str, dict]]:
         """(event type, Table of the one object) until the server ends the
         stream; only the first Table carries column definitions."""
-        params = {**(params or {}), "watch": "true"}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        async with self._get_session().get(self.server + path, params=_params(params),
-                                           headers={"Accept": TABLE},
-                                           timeout=timeout) as resp:
-            if resp.status >= 400:
-                raise _api_error(resp.status, resp.reason, await resp.read())
-            buf = b""
-            async for chunk in resp.content.iter_any():
-                *lines, buf = (buf + chunk).split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield _event(json.loads(line))
+        return self.watch_path(path, params, accept=TABLE)
 
 
 @dataclass

@@ -236,10 +236,13 @@ class Client:
     # --- raw requests --------------------------------------------------------------
 
     async def request(self, method: str, path: str, *, params: dict | None = None,
-                      body: Any = None, content_type: str = JSON) -> Any:
-        """Any request; the decoded JSON answer (None when empty). Non-2xx -> ApiError."""
+                      body: Any = None, content_type: str = JSON, accept: str = JSON) -> Any:
+        """Any request; the decoded JSON answer (None when empty). Non-2xx -> ApiError.
+        `accept` asks for another form of the answer, such as a meta.k8s.io Table."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": content_type} if data is not None else None
+        headers = {"Accept": accept}
+        if data is not None:
+            headers["Content-Type"] = content_type
         async with self._get_session().request(method, self.server + path,
                                                params=_params(params), data=data,
                                                headers=headers) as resp:
@@ -343,14 +346,22 @@ class Client:
         ERROR event raises ApiError (code 410 when resource_version is too old).
         The stream holds a connection: iterate inside contextlib.aclosing() so
         leaving early releases it at once."""
-        params = {"watch": "true", "resourceVersion": resource_version,
-                  "timeoutSeconds": timeout_seconds,
+        params = {"resourceVersion": resource_version, "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if allow_bookmarks else None,
                   "labelSelector": label_selector, "fieldSelector": field_selector}
+        async for event in self.watch_path(resource_path(api_version, plural, namespace),
+                                           params):
+            yield event
+
+    async def watch_path(self, path: str, params: dict | None = None, *,
+                         accept: str = JSON) -> AsyncIterator[tuple[str, dict]]:
+        """`watch` on a collection path, with the query and Accept given."""
+        params = {**(params or {}), "watch": "true"}
+        timeout_seconds = params.get("timeoutSeconds")
         read = timeout_seconds + WATCH_READ_SLACK if timeout_seconds else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read)
-        url = self.server + resource_path(api_version, plural, namespace)
-        async with self._get_session().get(url, params=_params(params),
+        async with self._get_session().get(self.server + path, params=_params(params),
+                                           headers={"Accept": accept},
                                            timeout=timeout) as resp:
             if resp.status >= 400:
                 raise _api_error(resp.status, resp.reason, await resp.read())
