@@ -25,6 +25,7 @@ from kwire.api.registry import load
 from kwire.api.resources import SYSTEM_NAMESPACES, Resources
 from kwire.cluster.config import ClusterConfig
 from kwire.cluster.pki import read_token_file, server_ssl_context
+from kwire.daemon import run_until_signalled
 from kwire.store.sqlite import SQLiteStore
 
 log = logging.getLogger("kwire.server")
@@ -185,14 +186,4 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
 
 def serve(config: ClusterConfig) -> None:
     """Run until SIGTERM or SIGINT."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(config, stop)
-
-    asyncio.run(main())
+    run_until_signalled(lambda stop: run(config, stop))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from kwire.client import Client
 from kwire.cluster.config import ClusterConfig
 from kwire.cluster.pki import load_tokens
 from kwire.controllers import manager
 from kwire.controllers.perns import root_ca_publisher
+from kwire.daemon import run_until_signalled
 
 log = logging.getLogger("kwire.controller-manager")
 
@@ -28,11 +28,4 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
 
 def serve(config: ClusterConfig) -> None:
     """Run until SIGTERM or SIGINT."""
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(config, stop)
-
-    asyncio.run(main())
+    run_until_signalled(lambda stop: run(config, stop))
