@@ -2,7 +2,7 @@
 # make test: the same set-up, then the whole test suite
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-APT_PKGS := python3 python3-venv python3-pip ca-certificates busybox-static nginx-light skopeo
+APT_PKGS := python3 python3-venv python3-pip ca-certificates iproute2 busybox-static nginx-light skopeo runc conmon
 
 .PHONY: up down test unit bench deps apt venv
 

@@ -17,8 +17,11 @@ import ctypes
 import errno
 import os
 import shutil
+import stat
 from collections.abc import Sequence
 from pathlib import Path
+
+from kwire.node.runtime.spec import UserFiles
 
 MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -119,3 +122,58 @@ def remove_rootfs(container_dir: Path) -> None:
                             key=len, reverse=True):
             unmount(point)
         shutil.rmtree(container_dir)
+
+
+# ------------------------------------------------------------------ reading the image
+
+
+MAX_SYMLINKS = 40
+
+
+def resolve_in_root(root: Path | str, path: str) -> Path:
+    """``path`` as seen inside ``root``: every symlink on the way is followed as the
+    container would follow it, an absolute target restarting from ``root`` and
+    ``..`` never leaving it (a securejoin). The result need not exist."""
+    root = Path(os.path.realpath(root))
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    current: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if current:
+                current.pop()
+            continue
+        candidate = root.joinpath(*current, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise RootfsError(errno.ELOOP, f"too many symlinks resolving {path} in {root}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        current.append(part)
+    return root.joinpath(*current)
+
+
+def read_in_root(root: Path | str, path: str, limit: int = 1 << 20) -> str | None:
+    """A text file of the container's root (at most ``limit`` bytes), or None when
+    it is missing or not a regular file."""
+    target = resolve_in_root(root, path)
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def user_files(root: Path | str) -> UserFiles:
+    """The image's /etc/passwd and /etc/group, for build_spec to resolve names."""
+    return UserFiles(read_in_root(root, "/etc/passwd") or "", read_in_root(root, "/etc/group") or "")

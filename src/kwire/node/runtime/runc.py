@@ -24,13 +24,17 @@ container is deleted: that is all re-adoption needs.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,7 @@ from typing import Any
 DEFAULT_ROOT = Path("/run/kwire/runc")
 DEFAULT_STATE = Path("/run/kwire/containers")
 CREATE_TIMEOUT = 30.0
+_CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
 
 class ContainerRuntimeError(Exception):
@@ -111,6 +116,8 @@ class Runc:
         """Write ``spec`` as the bundle's config.json (unless None: already there)
         and create the container under conmon; returns the container's pid. The
         process waits in runc's "created" state until start()."""
+        if not _CID.match(cid):
+            raise ContainerRuntimeError(f"bad container id {cid!r}")
         bundle = Path(bundle)
         bundle.mkdir(parents=True, exist_ok=True)
         if spec is not None:
@@ -132,24 +139,29 @@ class Runc:
         ]
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "_OCI_SYNCPIPE": str(write_fd)}
-        try:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, pass_fds=(write_fd,), env=env,
-                                    start_new_session=True)
-        except BaseException:
-            os.close(read_fd)
-            os.close(write_fd)
-            raise
-        os.close(write_fd)
-        try:
-            message = _read_sync(read_fd, timeout)
-        finally:
-            os.close(read_fd)
-            # conmon's first process exits as soon as it has forked the monitor
+        # conmon's own complaints (before it forks) go to a file: a pipe could be
+        # held open by the monitor it leaves running
+        with tempfile.TemporaryFile() as errfile:
             try:
-                _, err = proc.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                err = b""
+                proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=errfile, pass_fds=(write_fd,), env=env,
+                                        start_new_session=True)
+            except BaseException:
+                os.close(read_fd)
+                os.close(write_fd)
+                raise
+            os.close(write_fd)
+            try:
+                message = _read_sync(read_fd, timeout)
+            finally:
+                os.close(read_fd)
+                # conmon's first process exits as soon as it has forked the monitor
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            errfile.seek(0)
+            err = errfile.read(65536)
         if message is None:
             detail = err.decode(errors="replace").strip()
             self._cleanup_failed(cid)
@@ -204,6 +216,13 @@ class Runc:
         except FileNotFoundError:
             return None
         return int(text) if text.lstrip("-").isdigit() else None
+
+    def finished_at(self, cid: str) -> float | None:
+        """When the container ended (the exit file's mtime, as epoch seconds)."""
+        try:
+            return (self.exit_dir / cid).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def wait(self, cid: str, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the exit code; None if still running."""
@@ -317,6 +336,30 @@ class Runc:
         code = proc.returncode
         return ExecResult(code if code >= 0 else 128 - code, out, err)
 
+    def exec_pty(self, cid: str, args: list[str], *, rows: int = 24, cols: int = 80,
+                 env: list[str] | None = None, cwd: str | None = None
+                 ) -> tuple[subprocess.Popen, int]:
+        """Start ``args`` in the container on a terminal (``kubectl exec -it``).
+
+        runc wants a terminal on its own stdin for ``exec --tty``: it makes the
+        container's pty and copies between the two. So runc gets the slave side of
+        a pty made here, and the caller the master fd: write keystrokes to it, read
+        the output (EIO once the process has ended), resize with resize_pty(), and
+        reap the Popen for the exit code. The caller closes the fd.
+        """
+        master, slave = os.openpty()
+        try:
+            _set_winsize(slave, rows, cols)
+            proc = subprocess.Popen(self.exec_args(cid, args, env=env, cwd=cwd, tty=True),
+                                    stdin=slave, stdout=slave, stderr=slave,
+                                    start_new_session=True)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        return proc, master
+
     def exec_popen(self, cid: str, args: list[str], **kw: Any) -> subprocess.Popen:
         """Start ``args`` in the container with stdin/stdout/stderr as pipes, for
         streaming (``kubectl exec`` without ``-t``); the caller owns the Popen."""
@@ -326,6 +369,18 @@ class Runc:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def resize_pty(proc: subprocess.Popen, master: int, rows: int, cols: int) -> None:
+    """Resize an exec_pty() terminal: set the size, then tell runc, which passes it
+    on to the container's terminal on SIGWINCH."""
+    _set_winsize(master, rows, cols)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGWINCH)
 
 
 def _read_sync(fd: int, timeout: float) -> dict[str, Any] | None:

@@ -117,7 +117,7 @@ def create(hostname: str, *, root: Path = DEFAULT_ROOT, sandbox_id: str | None =
            hosts: str | None = None, resolv_conf: str = "") -> Sandbox:
     """Make a pod's sandbox (see the module doc). On failure whatever was made is
     removed again before the error is raised."""
-    sandbox_id = sandbox_id or new_id()
+    sandbox_id = new_id() if sandbox_id is None else sandbox_id
     if not _ID.match(sandbox_id):
         raise SandboxError(f"bad sandbox id {sandbox_id!r}")
     d = Path(root) / sandbox_id

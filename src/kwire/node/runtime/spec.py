@@ -273,12 +273,18 @@ def _groups_of(files: UserFiles, name: str | None) -> list[int]:
     return out
 
 
+def _either(sc: Mapping[str, Any], pod_sc: Mapping[str, Any], key: str) -> Any:
+    """The container's setting, else the pod's (a null counts as unset)."""
+    value = sc.get(key)
+    return pod_sc.get(key) if value is None else value
+
+
 def resolve_identity(pod_sc: Mapping[str, Any], sc: Mapping[str, Any], image_user: str,
                      files: UserFiles | None = None) -> tuple[int, int, list[int]]:
     """(uid, gid, additional gids) as containerd resolves them for the kubelet."""
     files = files or UserFiles()
-    run_as_user = sc.get("runAsUser", pod_sc.get("runAsUser"))
-    run_as_group = sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    run_as_user = _either(sc, pod_sc, "runAsUser")
+    run_as_group = _either(sc, pod_sc, "runAsGroup")
     if run_as_user is not None:
         uid, gid, name = int(run_as_user), None, None
     else:
@@ -417,7 +423,7 @@ def build_spec(pod: Mapping[str, Any], container: Mapping[str, Any],
                          image_config.get("Env") or [],
                          [f"{k}={v}" for k, v in own_env])
     uid, gid, gids = resolve_identity(pod_sc, sc, image_config.get("User") or "", user_files)
-    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and uid == 0:
+    if _either(sc, pod_sc, "runAsNonRoot") and uid == 0:
         raise SpecError("container has runAsNonRoot and image will run as root")
     caps = capabilities(sc, all_capabilities)
     allow_escalation = sc.get("allowPrivilegeEscalation")
