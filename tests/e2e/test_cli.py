@@ -24,6 +24,7 @@ metadata:
   labels: {app: web}
   annotations: {note: hello}
 spec:
+  schedulerName: no-scheduler  # no scheduler event: the test writes its own
   containers:
   - name: nginx
     image: nginx:alpine

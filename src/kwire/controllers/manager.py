@@ -17,7 +17,9 @@ from typing import Protocol
 from kwire.client import Backoff, Client, Informers
 from kwire.controllers.garbagecollector import GarbageCollector
 from kwire.controllers.namespace import NamespaceController
+from kwire.controllers.nodelifecycle import NodeLifecycleController
 from kwire.controllers.perns import service_accounts
+from kwire.controllers.scheduler import Scheduler
 
 log = logging.getLogger("kwire.controllers")
 
@@ -34,6 +36,8 @@ CONTROLLERS: tuple[tuple[str, ControllerFactory], ...] = (
     ("namespace", NamespaceController),
     ("garbagecollector", GarbageCollector),
     ("serviceaccount", service_accounts),
+    ("scheduler", Scheduler),
+    ("nodelifecycle", NodeLifecycleController),
 )
 
 
