@@ -1,0 +1,332 @@
+"""The node underlay: one bridge in the host's namespace, one network namespace per node.
+
+Split as Mininet splits nodes from links and kube-proxy splits its planner from its
+applier: plan_underlay() is pure (names, addresses, MTU; unit-tested byte for byte) and
+apply() / remove_node() / teardown() are a thin layer that compares the plan with what
+`ip` reports and runs only the missing `ip` commands (argument lists, never a shell).
+
+Names are chosen so that clusters cannot step on each other or on the host:
+- interface names are at most 15 bytes (IFNAMSIZ), so the bridge and host-side veths are
+  a short prefix plus a hash of the cluster (and node) name;
+- every interface we create carries an alias ``kwire:<cluster>[/<node>]``, so a hash
+  collision or a foreign interface with the same name is refused, never adopted;
+- namespaces are ``kwire-<cluster>_<node>``: cluster names are DNS labels and node names
+  DNS subdomains, neither holds ``_``, so the prefix ``kwire-<cluster>_`` names exactly
+  one cluster's nodes and teardown() can find them without knowing the node list.
+
+Cluster traffic must never leave the machine: nodes talk to each other through the
+bridge (layer 2, no routing), the host reaches them on the bridge's connected route, and
+forwarding is switched off on the bridge alone, so even a host with ip_forward=1 does
+not route the nodes' packets out of a real interface. No global sysctl is touched.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kwire.cluster.config import ClusterConfig, ClusterError
+
+IFNAMSIZ = 15
+"""Longest interface name the kernel accepts (16 bytes with the terminating NUL)."""
+NETNS_PREFIX = "kwire-"
+NETNS_MAX = 100
+"""Namespace names are files in /run/netns (at most 255 bytes); longer node parts are cut
+and hashed, keeping the cluster prefix whole, to stay readable in `ip netns list`."""
+NODE_IFNAME = "eth0"
+DEFAULT_MTU = 1500
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class UnderlayError(ClusterError):
+    """The underlay cannot be planned or applied (bad names, foreign interfaces, `ip` failed)."""
+
+
+@dataclass(frozen=True)
+class NodeLink:
+    """One node's namespace and the veth pair that joins it to the bridge."""
+
+    node: str
+    netns: str
+    host_ifname: str
+    node_ifname: str
+    address: str
+    """With prefix length, e.g. ``172.30.0.2/24``."""
+    gateway: str
+    """The bridge address: the node's default route."""
+    mtu: int
+    alias: str
+
+
+@dataclass(frozen=True)
+class UnderlayPlan:
+    cluster: str
+    bridge: str
+    bridge_address: str
+    """With prefix length, e.g. ``172.30.0.1/24``."""
+    bridge_alias: str
+    mtu: int
+    netns_prefix: str
+    """Every namespace of this cluster, and only those, starts with it."""
+    nodes: tuple[NodeLink, ...]
+
+    def node(self, name: str) -> NodeLink:
+        for link in self.nodes:
+            if link.node == name:
+                return link
+        raise UnderlayError(f"node {name!r} is not in the underlay plan of cluster "
+                            f"{self.cluster!r}")
+
+
+def _hash(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def bridge_name(cluster: str) -> str:
+    """``kw-`` and 12 hex digits of the cluster name's hash (15 bytes)."""
+    return "kw-" + _hash(cluster, IFNAMSIZ - 3)
+
+
+def host_veth_name(cluster: str, node: str) -> str:
+    """``kv-`` and 12 hex digits of a hash of cluster and node (15 bytes)."""
+    return "kv-" + _hash(f"{cluster}/{node}", IFNAMSIZ - 3)
+
+
+def netns_name(cluster: str, node: str) -> str:
+    """``kwire-<cluster>_<node>``; a node part too long for NETNS_MAX is cut and followed
+    by a hash of the whole node name (the prefix stays whole: teardown() relies on it)."""
+    prefix = f"{NETNS_PREFIX}{cluster}_"
+    if len(prefix) + len(node) <= NETNS_MAX:
+        return prefix + node
+    return f"{prefix}{node[:NETNS_MAX - len(prefix) - 9]}-{_hash(node, 8)}"
+
+
+def plan_underlay(config: ClusterConfig, node_names: list[str] | tuple[str, ...],
+                  *, mtu: int = DEFAULT_MTU) -> UnderlayPlan:
+    """The bridge and node namespaces of `config`'s cluster, with no side effect.
+
+    Node i (0-based, in the order given) gets the underlay address i + 2 places after the
+    network address (the host has the first one), so callers keep the order in which
+    nodes were created and append new ones: a node's address never changes.
+    """
+    bad = [n for n in node_names if len(n) > 253 or not _DNS_SUBDOMAIN.match(n)]
+    if bad:
+        raise UnderlayError(f"invalid node names {bad}: use DNS subdomains "
+                            "(lower-case letters, digits, '-' and '.')")
+    dup = sorted({n for n in node_names if list(node_names).count(n) > 1})
+    if dup:
+        raise UnderlayError(f"duplicate node names: {', '.join(dup)}")
+    net = ipaddress.ip_network(config.underlay_cidr)
+    hosts = net.num_addresses - 2
+    if len(node_names) > hosts - 1:
+        raise UnderlayError(f"underlay_cidr {net} has room for {hosts - 1} nodes, "
+                            f"not {len(node_names)}")
+    if not 68 <= mtu <= 65535:
+        raise UnderlayError(f"mtu {mtu} is out of range (68-65535)")
+    gateway = config.underlay_host_address
+    nodes = tuple(
+        NodeLink(node=name, netns=netns_name(config.name, name),
+                 host_ifname=host_veth_name(config.name, name), node_ifname=NODE_IFNAME,
+                 address=f"{net.network_address + 2 + i}/{net.prefixlen}", gateway=gateway,
+                 mtu=mtu, alias=f"kwire:{config.name}/{name}")
+        for i, name in enumerate(node_names))
+    return UnderlayPlan(cluster=config.name, bridge=bridge_name(config.name),
+                        bridge_address=f"{gateway}/{net.prefixlen}",
+                        bridge_alias=f"kwire:{config.name}", mtu=mtu,
+                        netns_prefix=f"{NETNS_PREFIX}{config.name}_", nodes=nodes)
+
+
+# -- applier ---------------------------------------------------------------------------
+
+
+class _Ip:
+    """Runs `ip`; read() for queries, change() for commands that alter state (recorded)."""
+
+    def __init__(self) -> None:
+        self.changes: list[list[str]] = []
+
+    @staticmethod
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+        except FileNotFoundError:
+            raise UnderlayError("`ip` is missing: apt-get install iproute2") from None
+        except subprocess.TimeoutExpired:
+            raise UnderlayError(f"{' '.join(cmd)} hung for 30s") from None
+
+    def read(self, *args: str) -> list[dict] | None:
+        """`ip -j ARGS` parsed, or None when the object does not exist."""
+        out = self.run(["ip", "-j", *args])
+        if out.returncode != 0:
+            return None
+        return json.loads(out.stdout or "[]")
+
+    def change(self, *args: str, tolerate_missing: bool = False) -> None:
+        cmd = ["ip", *args]
+        out = self.run(cmd)
+        if out.returncode != 0:
+            if tolerate_missing and ("Cannot find" in out.stderr or "No such" in out.stderr):
+                return
+            raise UnderlayError(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
+        self.changes.append(cmd)
+
+    def link(self, name: str, netns: str | None = None) -> dict | None:
+        found = self.read(*(["-n", netns] if netns else []), "link", "show", "dev", name)
+        return found[0] if found else None
+
+    def must_link(self, name: str, netns: str | None = None) -> dict:
+        """The link just created (someone else deleting it meanwhile is an error)."""
+        link = self.link(name, netns)
+        if link is None:
+            raise UnderlayError(f"interface {name} vanished right after it was created")
+        return link
+
+    def addresses(self, name: str, netns: str | None = None) -> set[str]:
+        found = self.read(*(["-n", netns] if netns else []), "addr", "show", "dev", name) or []
+        return {f"{a['local']}/{a['prefixlen']}" for link in found
+                for a in link.get("addr_info", []) if a.get("family") == "inet"}
+
+    def namespaces(self) -> set[str]:
+        return {ns["name"] for ns in self.read("netns", "list") or []}
+
+
+def _check_owner(link: dict, alias: str) -> None:
+    if link.get("ifalias") != alias:
+        raise UnderlayError(f"interface {link['ifname']} exists but is not {alias!r} "
+                            f"(its alias is {link.get('ifalias')!r}); refusing to touch it (if "
+                            f"an interrupted kwire run left it: ip link del dev {link['ifname']})")
+
+
+def _converge_link(ip: _Ip, link: dict, mtu: int, netns: str | None = None,
+                   master: str | None = None) -> None:
+    ns = ["-n", netns] if netns else []
+    name = link["ifname"]
+    if link.get("mtu") != mtu:
+        ip.change(*ns, "link", "set", "dev", name, "mtu", str(mtu))
+    if master is not None and link.get("master") != master:
+        ip.change(*ns, "link", "set", "dev", name, "master", master)
+    if "UP" not in link.get("flags", []):
+        ip.change(*ns, "link", "set", "dev", name, "up")
+
+
+def _converge_address(ip: _Ip, name: str, address: str, netns: str | None = None) -> None:
+    ns = ["-n", netns] if netns else []
+    have = ip.addresses(name, netns)
+    if have == {address}:
+        return
+    if have:
+        ip.change(*ns, "-4", "addr", "flush", "dev", name)
+    ip.change(*ns, "addr", "add", address, "dev", name)
+
+
+def _forwarding_off(knob: str) -> bool:
+    """Switch IPv4 forwarding off for packets arriving on the bridge; True if it was on.
+
+    Setting net.ipv4.ip_forward later (as Docker does) turns it back on for every
+    interface, so each apply() checks it again."""
+    path = Path(knob)
+    if path.read_text().strip() == "0":
+        return False
+    path.write_text("0\n")
+    return True
+
+
+def _apply_bridge(ip: _Ip, plan: UnderlayPlan) -> None:
+    link = ip.link(plan.bridge)
+    if link is None:
+        ip.change("link", "add", plan.bridge, "mtu", str(plan.mtu), "type", "bridge")
+        ip.change("link", "set", "dev", plan.bridge, "alias", plan.bridge_alias)
+        link = ip.must_link(plan.bridge)
+    _check_owner(link, plan.bridge_alias)
+    _converge_address(ip, plan.bridge, plan.bridge_address)
+    _converge_link(ip, link, plan.mtu)
+    knob = f"/proc/sys/net/ipv4/conf/{plan.bridge}/forwarding"
+    if _forwarding_off(knob):
+        ip.changes.append(["write", knob, "0"])
+
+
+def _apply_node(ip: _Ip, plan: UnderlayPlan, node: NodeLink) -> None:
+    if node.netns not in ip.namespaces():
+        ip.change("netns", "add", node.netns)
+    host = ip.link(node.host_ifname)
+    if host is not None:
+        _check_owner(host, node.alias)
+    inner = ip.link(node.node_ifname, node.netns)
+    if host is None or inner is None:
+        # Half a pair (an interrupted apply): start the pair over.
+        if host is not None:
+            ip.change("link", "del", "dev", node.host_ifname, tolerate_missing=True)
+        if inner is not None:
+            ip.change("-n", node.netns, "link", "del", "dev", node.node_ifname,
+                      tolerate_missing=True)
+        ip.change("link", "add", node.host_ifname, "mtu", str(node.mtu), "type", "veth",
+                  "peer", "name", node.node_ifname, "mtu", str(node.mtu), "netns", node.netns)
+        ip.change("link", "set", "dev", node.host_ifname, "alias", node.alias)
+        host = ip.must_link(node.host_ifname)
+        inner = ip.must_link(node.node_ifname, node.netns)
+    _converge_link(ip, host, node.mtu, master=plan.bridge)
+
+    lo = ip.link("lo", node.netns)
+    if lo is not None and "UP" not in lo.get("flags", []):
+        ip.change("-n", node.netns, "link", "set", "dev", "lo", "up")
+    _converge_address(ip, node.node_ifname, node.address, node.netns)
+    _converge_link(ip, inner, node.mtu, netns=node.netns)
+    routes = ip.read("-n", node.netns, "-4", "route", "show", "default") or []
+    if [(r.get("gateway"), r.get("dev")) for r in routes] != [(node.gateway, node.node_ifname)]:
+        ip.change("-n", node.netns, "-4", "route", "replace", "default", "via", node.gateway,
+                  "dev", node.node_ifname)
+
+
+def apply(plan: UnderlayPlan) -> list[list[str]]:
+    """Make the host match `plan`: the bridge, then every node.
+
+    Returns the commands that changed something (``["write", path, value]`` for a
+    /proc/sys knob), so a second run with the same plan returns [] and a plan with one
+    more node returns only that node's commands. Nodes missing from the plan are left
+    alone: remove them with remove_node()."""
+    ip = _Ip()
+    _apply_bridge(ip, plan)
+    for node in plan.nodes:
+        _apply_node(ip, plan, node)
+    return ip.changes
+
+
+def _remove_link(ip: _Ip, link: NodeLink) -> None:
+    if link.netns in ip.namespaces():
+        # Deleting the namespace destroys eth0 and with it the whole veth pair.
+        ip.change("netns", "del", link.netns, tolerate_missing=True)
+    host = ip.link(link.host_ifname)
+    if host is not None and host.get("ifalias") == link.alias:
+        ip.change("link", "del", "dev", link.host_ifname, tolerate_missing=True)
+
+
+def remove_node(plan: UnderlayPlan, node: str) -> list[list[str]]:
+    """Remove `node`'s namespace and veth pair (whatever of them exists)."""
+    ip = _Ip()
+    _remove_link(ip, plan.node(node))
+    return ip.changes
+
+
+def teardown(plan: UnderlayPlan) -> list[list[str]]:
+    """Remove the cluster's whole underlay, even nodes the plan does not list: every
+    namespace named with the cluster's prefix, every interface carrying the cluster's
+    alias, then the bridge. Safe on partial or absent state."""
+    ip = _Ip()
+    for link in plan.nodes:
+        _remove_link(ip, link)
+    for ns in sorted(ip.namespaces()):
+        if ns.startswith(plan.netns_prefix):
+            ip.change("netns", "del", ns, tolerate_missing=True)
+    for link in ip.read("link", "show") or []:
+        alias = link.get("ifalias", "")
+        if alias.startswith(plan.bridge_alias + "/") and link["ifname"] != plan.bridge:
+            ip.change("link", "del", "dev", link["ifname"], tolerate_missing=True)
+    bridge = ip.link(plan.bridge)
+    if bridge is not None and bridge.get("ifalias") == plan.bridge_alias:
+        ip.change("link", "del", "dev", plan.bridge, tolerate_missing=True)
+    return ip.changes

@@ -1,0 +1,143 @@
+"""The node underlay for real: a bridge and two node namespaces of a throw-away cluster.
+
+Traffic goes only to addresses inside the namespaces this test creates (and the bridge it
+creates), one bounded ping at a time; every test tears its cluster down in a finally and
+checks that no namespace, veth or bridge is left."""
+import ipaddress
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kwire.cluster.config import ClusterConfig, ConfigError, check_host_routes, host_routes
+from kwire.cluster.nodes import UnderlayError, apply, plan_underlay, remove_node, teardown
+
+PING = (["ping"] if shutil.which("ping")
+        else ["busybox", "ping"] if shutil.which("busybox") else None)
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces, veths, bridges"),
+    pytest.mark.skipif(shutil.which("ip") is None, reason="missing ip: apt-get install iproute2"),
+    pytest.mark.skipif(PING is None,
+                       reason="missing ping: apt-get install iputils-ping or busybox-static"),
+]
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+
+
+def ping(address: str, netns: str | None = None) -> bool:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return run(*prefix, *PING, "-c1", "-W1", address).returncode == 0
+
+
+def netns_list() -> set[str]:
+    return {line.split()[0] for line in run("ip", "netns", "list").stdout.splitlines() if line}
+
+
+def link_names() -> set[str]:
+    return {line.split()[0].split("@")[0] for line in run("ip", "-br", "link").stdout.splitlines()}
+
+
+def assert_gone(plan) -> None:
+    assert not {ns for ns in netns_list() if ns.startswith(plan.netns_prefix)}
+    assert not link_names() & ({plan.bridge} | {n.host_ifname for n in plan.nodes})
+
+
+@pytest.fixture
+def config():
+    """A cluster with a unique name on an underlay no host route touches."""
+    name = f"kwt-{uuid.uuid4().hex[:8]}"
+    for third in range(240, 256):
+        config = ClusterConfig(name=name, underlay_cidr=f"172.31.{third}.0/24",
+                               state_dir=Path("/nonexistent"))
+        try:
+            check_host_routes(config, host_routes())
+        except ConfigError:
+            continue
+        yield config
+        return
+    pytest.skip("no free 172.31.240-255.0/24 underlay on this host")
+
+
+def test_two_nodes_reach_each_other_and_the_host(config):
+    plan = plan_underlay(config, ["node1", "node2"])
+    try:
+        apply(plan)
+        n1, n2 = plan.nodes
+        assert {n1.netns, n2.netns} <= netns_list()
+        bridge = run("ip", "-br", "addr", "show", "dev", plan.bridge).stdout.split()
+        assert bridge[1] == "UP" and plan.bridge_address in bridge
+        for n in plan.nodes:
+            host = run("ip", "-d", "link", "show", "dev", n.host_ifname).stdout
+            assert f"master {plan.bridge}" in host and "veth" in host and "mtu 1500" in host
+            inner = run("ip", "-n", n.netns, "-br", "addr", "show", "dev", "eth0").stdout.split()
+            assert inner[1] == "UP" and n.address in inner
+            route = run("ip", "-n", n.netns, "route", "show", "default").stdout
+            assert route.startswith(f"default via {n.gateway} dev eth0")
+            assert "UP" in run("ip", "-n", n.netns, "-br", "link", "show", "dev", "lo").stdout
+        knob = Path(f"/proc/sys/net/ipv4/conf/{plan.bridge}/forwarding")
+        assert knob.read_text() == "0\n"
+        knob.write_text("1\n")  # as a global ip_forward=1 would do: apply turns it off again
+        assert apply(plan) == [["write", str(knob), "0"]] and knob.read_text() == "0\n"
+
+        addr = lambda n: str(ipaddress.ip_interface(n.address).ip)  # noqa: E731
+        assert ping(addr(n2), netns=n1.netns)
+        assert ping(n1.gateway, netns=n1.netns)
+        assert ping(addr(n1), netns=n2.netns)
+        assert ping(addr(n1)) and ping(addr(n2))
+
+        assert apply(plan) == []
+
+        bigger = plan_underlay(config, ["node1", "node2", "node3"])
+        changes = apply(bigger)
+        n3 = bigger.node("node3")
+        assert changes and all(n3.netns in c or n3.host_ifname in c for c in changes)
+        assert ping(addr(n3), netns=n1.netns)
+        assert apply(bigger) == []
+
+        remove_node(bigger, "node3")
+        assert n3.netns not in netns_list() and n3.host_ifname not in link_names()
+        assert ping(addr(n2), netns=n1.netns)
+        assert apply(plan) == []
+    finally:
+        teardown(plan_underlay(config, ["node1", "node2", "node3"]))
+    assert_gone(plan_underlay(config, ["node1", "node2", "node3"]))
+
+
+def test_apply_repairs_and_teardown_tolerates_partial_state(config):
+    plan = plan_underlay(config, ["node1", "node2"])
+    n1, n2 = plan.nodes
+    try:
+        apply(plan)
+        run("ip", "netns", "del", n1.netns)  # takes node1's veth pair with it
+        changes = apply(plan)
+        assert changes and all(n1.netns in c or n1.host_ifname in c for c in changes)
+        assert ping(str(ipaddress.ip_interface(n2.address).ip), netns=n1.netns)
+
+        # A plan that no longer lists node2 still tears it down (by prefix and alias).
+        run("ip", "link", "del", "dev", plan.bridge)
+        teardown(plan_underlay(config, []))
+        assert_gone(plan)
+        assert teardown(plan) == []
+    finally:
+        teardown(plan)
+    assert_gone(plan)
+
+
+def test_foreign_interface_with_our_name_is_refused_and_kept(config):
+    plan = plan_underlay(config, ["node1"])
+    try:
+        assert run("ip", "link", "add", plan.bridge, "type", "bridge").returncode == 0  # no alias
+        with pytest.raises(UnderlayError, match="refusing to touch it"):
+            apply(plan)
+        teardown(plan)
+        assert plan.bridge in link_names()
+    finally:
+        run("ip", "link", "del", "dev", plan.bridge)
+        teardown(plan)
+    assert_gone(plan)
