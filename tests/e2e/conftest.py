@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,14 +80,21 @@ class Cluster:
         return cfg
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Cluster:
-    c = Cluster(f"e2e-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("cluster"))
+@contextmanager
+def running_cluster(prefix: str, tmp: Path, *extra_args: str) -> Iterator[Cluster]:
+    """A cluster with a unique name under tmp, taken down however the block ends."""
+    c = Cluster(f"{prefix}-{uuid.uuid4().hex[:6]}", tmp, extra_args)
     try:
         c.up()
         yield c
     finally:
         c.down()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    with running_cluster("e2e", tmp_path_factory.mktemp("cluster")) as c:
+        yield c
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ import select
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import yaml
 
-from conftest import Cluster, kwire_bin
+from conftest import Cluster, kwire_bin, running_cluster
 
 MANIFEST = """\
 apiVersion: v1
@@ -45,13 +46,9 @@ data: {a: "1"}
 
 
 @pytest.fixture(scope="module")
-def kw(tmp_path_factory) -> Cluster:
-    c = Cluster(f"cli-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("cli"))
-    try:
-        c.up()
+def kw(tmp_path_factory) -> Iterator[Cluster]:
+    with running_cluster("cli", tmp_path_factory.mktemp("cli")) as c:
         yield c
-    finally:
-        c.down()
 
 
 @pytest.fixture

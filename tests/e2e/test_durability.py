@@ -2,17 +2,14 @@
 acknowledged is still there when it comes back."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
 
 from kubernetes import client
 
-from conftest import Cluster
+from conftest import running_cluster
 
 WRITER = r"""
 import sys
@@ -35,30 +32,27 @@ while True:
 
 
 def test_sigkill_loses_no_acknowledged_write(tmp_path):
-    c = Cluster(f"e2e-k-{uuid.uuid4().hex[:6]}", tmp_path)
-    writer = None
-    try:
-        c.up()
+    with running_cluster("e2e-k", tmp_path) as c:
         writer = subprocess.Popen([sys.executable, "-c", WRITER, c.kubeconfig],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        acked = []
-        while len(acked) < 300:
-            line = writer.stdout.readline()
-            assert line, "writer stopped early"
-            acked.append(line.strip())
-        pid = int((c.state_dir / "server.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        for line in writer.stdout:
-            acked.append(line.strip())
-        writer.wait(timeout=30)
+        try:
+            acked = []
+            while len(acked) < 300:
+                line = writer.stdout.readline()
+                assert line, "writer stopped early"
+                acked.append(line.strip())
+            pid = int((c.state_dir / "server.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)
+            for line in writer.stdout:
+                acked.append(line.strip())
+            writer.wait(timeout=30)
+        finally:
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
         c.up()
         v1 = client.CoreV1Api(c.client())
         names = {i.metadata.name for i in v1.list_namespaced_config_map("default").items}
         missing = [n for n in acked if n not in names]
         assert not missing, f"{len(missing)} acknowledged writes lost: {missing[:5]}"
         assert len(acked) >= 300
-    finally:
-        if writer and writer.poll() is None:
-            writer.kill()
-            writer.wait()
-        c.down()

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 from kubernetes import client
 
-from conftest import Cluster
+from conftest import Cluster, running_cluster
 from kwire.controllers.nodelifecycle import GRACE_PERIOD, MONITOR_PERIOD
 
 LEASE_NS = "kube-node-lease"
@@ -21,12 +21,8 @@ UNREACHABLE = "node.kubernetes.io/unreachable"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(f"e2e-nlc-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("nodelifecycle"))
-    try:
-        c.up()
+    with running_cluster("e2e-nlc", tmp_path_factory.mktemp("nodelifecycle")) as c:
         yield c
-    finally:
-        c.down()
 
 
 def stamp(micro: bool = False) -> str:

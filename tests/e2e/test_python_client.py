@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from conftest import Cluster
+from conftest import running_cluster
 
 
 def cm(name: str, data: dict | None = None, labels: dict | None = None) -> client.V1ConfigMap:
@@ -103,13 +102,9 @@ def test_watch_selector_transitions(cluster, ns):
 
 @pytest.fixture(scope="module")
 def compacting(tmp_path_factory):
-    c = Cluster(f"e2e-c-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("compacting"),
-                ("--compaction-interval", "1"))
-    try:
-        c.up()
+    with running_cluster("e2e-c", tmp_path_factory.mktemp("compacting"),
+                         "--compaction-interval", "1") as c:
         yield c
-    finally:
-        c.down()
 
 
 def test_watch_after_compaction_is_gone(compacting):

@@ -10,11 +10,12 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import Cluster
+from conftest import Cluster, running_cluster
 
 TIMEOUT = 30.0
 GROUP = "kwire.test/scheduler"
@@ -32,13 +33,9 @@ def wait_for(predicate, timeout: float = TIMEOUT, what: str = "condition"):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Cluster:
-    c = Cluster(f"sched-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("sched"))
-    try:
-        c.up()
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    with running_cluster("sched", tmp_path_factory.mktemp("sched")) as c:
         yield c
-    finally:
-        c.down()
 
 
 @pytest.fixture

@@ -376,8 +376,8 @@ class API:
                      subresource: str | None = None) -> web.Response:
         ctype = request.content_type
         if ctype not in PATCH_TYPES or PATCH_TYPES[ctype] is None:
-            raise APIError(415, f"the body of the request was in an unknown format - accepted "
-                           f"media types include: " + ", ".join(
+            raise APIError(415, "the body of the request was in an unknown format - accepted "
+                           "media types include: " + ", ".join(
                                k for k, v in PATCH_TYPES.items() if v), "UnsupportedMediaType")
         ptype = PATCH_TYPES[ctype]
         opts = self._write_opts(request)
@@ -555,5 +555,5 @@ def _only_get(request: web.Request) -> None:
 
 
 def _not_allowed(method: str) -> APIError:
-    return APIError(405, f"the server does not allow this method on the requested resource",
+    return APIError(405, "the server does not allow this method on the requested resource",
                     "MethodNotAllowed")

@@ -10,6 +10,7 @@ named functions below.
 """
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import random
@@ -24,15 +25,12 @@ from kwire.api.errors import APIError
 from kwire.api.registry import Kind, Registry
 from kwire.api.selectors import FieldSelector, LabelSelector, selector_from_object
 from kwire.store import AlreadyExists, Conflict, Expired, NotFound, Store
+from kwire.timestamps import format_time
 
 GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 8
-
-
-def now_rfc3339(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -86,15 +84,11 @@ def _at(obj: dict, path: str) -> Any:
 
 
 def _encode_continue(rev: int, key: str) -> str:
-    import base64
-
     raw = json.dumps({"rv": rev, "start": key}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _decode_continue(token: str) -> tuple[int, str]:
-    import base64
-
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
@@ -112,6 +106,7 @@ class Resources:
         self.rng = rng or random.Random()
         self._ns_kind = registry.resource("", "v1", "namespaces")
         self._svc_kind = registry.resource("", "v1", "services")
+        self._pod_kind = registry.resource("", "v1", "pods")
 
     # --- reads -----------------------------------------------------------------
 
@@ -129,8 +124,7 @@ class Resources:
             revision, start = _decode_continue(q.continue_token)
         if q.field_selector is not None:
             name = q.field_selector.exact("metadata.name")
-            if name is not None and q.namespace is not None or (name is not None and
-                                                                 not kind.namespaced):
+            if name is not None and (q.namespace is not None or not kind.namespaced):
                 obj = await self.store.get(prefix + name)
                 items = [obj] if obj is not None and self._matches(kind, obj, q) else []
                 return items, {"resourceVersion": str(self.store.revision)}
@@ -249,7 +243,7 @@ class Resources:
                   "managedFields", "selfLink"):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()
+        meta["creationTimestamp"] = format_time()
         if kind.spec_paths:
             meta["generation"] = 1
         if kind.status_subresource and not kind.keep_status_on_create:
@@ -445,9 +439,13 @@ class Resources:
         meta = obj["metadata"]
         if not meta.get("deletionTimestamp") or meta.get("finalizers"):
             return False
-        if kind is self._ns_kind and obj.get("spec", {}).get("finalizers"):
+        if self._namespace_finalizers(kind, obj):
             return False
         return not meta.get("deletionGracePeriodSeconds")
+
+    def _namespace_finalizers(self, kind: Kind, obj: dict) -> list[str]:
+        """A Namespace's spec.finalizers: they hold its deletion as metadata.finalizers do."""
+        return (obj.get("spec") or {}).get("finalizers") or [] if kind is self._ns_kind else []
 
     # --- binding -------------------------------------------------------------------
 
@@ -475,7 +473,7 @@ class Resources:
             conds = [c for c in pod.setdefault("status", {}).get("conditions", [])
                      if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                          "lastTransitionTime": now_rfc3339()})
+                          "lastTransitionTime": format_time()})
             pod["status"]["conditions"] = conds
             try:
                 await self.store.update(key, pod, _rv(pod))
@@ -575,7 +573,7 @@ class Resources:
             finalizers.append("foregroundDeletion")
         elif policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
-        ns_pending = kind is self._ns_kind and obj.get("spec", {}).get("finalizers")
+        ns_pending = self._namespace_finalizers(kind, obj)
         if not finalizers and not grace and not ns_pending:
             return None
         new = copy.deepcopy(obj)
@@ -584,13 +582,13 @@ class Resources:
             current = meta.get("deletionGracePeriodSeconds") or 0
             if grace is not None and grace < current:
                 meta["deletionGracePeriodSeconds"] = grace
-                meta["deletionTimestamp"] = now_rfc3339(
+                meta["deletionTimestamp"] = format_time(
                     datetime.now(timezone.utc) + timedelta(seconds=grace))
             if not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds") \
                     and not ns_pending:
                 return None
             return new
-        meta["deletionTimestamp"] = now_rfc3339(
+        meta["deletionTimestamp"] = format_time(
             datetime.now(timezone.utc) + timedelta(seconds=grace or 0))
         meta["deletionGracePeriodSeconds"] = grace or 0
         if finalizers:
@@ -599,10 +597,9 @@ class Resources:
             new.setdefault("status", {})["phase"] = "Terminating"
         return new
 
-    @staticmethod
-    def _grace_period(kind: Kind, obj: dict, asked: int | None) -> int | None:
+    def _grace_period(self, kind: Kind, obj: dict, asked: int | None) -> int | None:
         """Pods on a node end gracefully (the kubelet finishes them); others at once."""
-        if kind.kind != "Pod" or kind.group:
+        if kind is not self._pod_kind:
             return None
         if asked is not None and asked <= 0:
             return None

@@ -5,20 +5,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kwire.api.registry import Kind
+from kwire.timestamps import parse_time
 
 TABLE_CONTENT_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
-
-def parse_time(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        try:
-            return datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        except ValueError:
-            return None
 
 
 def human_duration(seconds: float) -> str:

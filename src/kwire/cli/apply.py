@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 
-from kwire.cli.manifests import Manifest, place, read_manifests
+from kwire.cli.manifests import Manifest, placed, read_manifests
 from kwire.cli.printing import server_error
-from kwire.cli.resources import Resource, ResourceError
+from kwire.cli.resources import Resource
 from kwire.cli.session import Session, cluster_options, fail, run
 from kwire.client import ApiError, Client
 
@@ -31,12 +31,8 @@ def apply(files: tuple[str, ...], kubeconfig: str | None, context: str | None,
         manifests = read_manifests(files, stdin, "apply")
         catalog = await session.catalog()
         errors: list[str] = []
-        for m in manifests:
-            try:
-                resource, ns = place(catalog, m, session.namespace, session.explicit_namespace)
-            except ResourceError as e:
-                errors.append(f"error: {e}")
-                continue
+        for m, resource, ns in placed(catalog, manifests, session.namespace,
+                                      session.explicit_namespace, errors):
             if not m.name:
                 errors.append(f"error: error when retrieving current configuration of "
                               f'{resource.label} from server for: "{m.source}": resource '

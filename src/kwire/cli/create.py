@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 
 from kwire.cli import CLIError
-from kwire.cli.manifests import place, read_manifests
+from kwire.cli.manifests import placed, read_manifests
 from kwire.cli.printing import server_error
-from kwire.cli.resources import ResourceError
 from kwire.cli.session import Session, cluster_options, fail, run
 from kwire.client import ApiError
 
@@ -38,12 +37,8 @@ def create(args: tuple[str, ...], files: tuple[str, ...], kubeconfig: str | None
         manifests = read_manifests(files, stdin, "create")
         catalog = await session.catalog()
         errors: list[str] = []
-        for m in manifests:
-            try:
-                resource, ns = place(catalog, m, session.namespace, session.explicit_namespace)
-            except ResourceError as e:
-                errors.append(f"error: {e}")
-                continue
+        for m, resource, ns in placed(catalog, manifests, session.namespace,
+                                      session.explicit_namespace, errors):
             try:
                 obj = await session.client.create(resource.api_version, resource.plural,
                                                   m.body(ns), ns)

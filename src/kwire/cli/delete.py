@@ -11,9 +11,9 @@ import click
 
 from kwire.cli import CLIError
 from kwire.cli.lookup import Query, request_error, resolve_targets
-from kwire.cli.manifests import place, read_manifests
+from kwire.cli.manifests import placed, read_manifests
 from kwire.cli.printing import no_resources_message, server_error
-from kwire.cli.resources import Resource, ResourceError
+from kwire.cli.resources import Resource
 from kwire.cli.session import Session, cluster_options, fail, run
 from kwire.client import ApiError, Client
 
@@ -108,12 +108,8 @@ async def _from_manifests(session: Session, files: tuple[str, ...],
     catalog = await session.catalog()
     doomed: list[Doomed] = []
     errors: list[str] = []
-    for m in read_manifests(files, stdin, "delete"):
-        try:
-            resource, ns = place(catalog, m, session.namespace, session.explicit_namespace)
-        except ResourceError as e:
-            errors.append(f"error: {e}")
-            continue
+    for m, resource, ns in placed(catalog, read_manifests(files, stdin, "delete"),
+                                  session.namespace, session.explicit_namespace, errors):
         doomed.append(Doomed(resource, ns, m.name, m.source))
     return doomed, errors
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
 import yaml
 
@@ -126,3 +126,16 @@ def place(catalog: Catalog, manifest: Manifest, namespace: str,
             f'"{namespace}". You must pass \'--namespace={own}\' to perform this operation.')
     return resource, own or namespace
 
+
+
+def placed(catalog: Catalog, manifests: list[Manifest], namespace: str, explicit: bool,
+           errors: list[str]) -> Iterator[tuple[Manifest, Resource, str | None]]:
+    """Each manifest with its resource and namespace (see place); one that cannot
+    be placed adds kubectl's error line to errors and is skipped."""
+    for m in manifests:
+        try:
+            resource, ns = place(catalog, m, namespace, explicit)
+        except ResourceError as e:
+            errors.append(f"error: {e}")
+            continue
+        yield m, resource, ns

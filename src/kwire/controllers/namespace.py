@@ -21,12 +21,12 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import aiohttp
 
 from kwire.client import (ApiError, ApiResource, Client, Informers, WorkQueue, resource_path,
                           run_workers)
+from kwire.timestamps import format_time
 
 log = logging.getLogger("kwire.namespace")
 
@@ -115,10 +115,6 @@ def finalized(namespace: dict) -> dict:
     return {**namespace,
             "spec": {**spec, "finalizers": [f for f in spec.get("finalizers") or ()
                                             if f != FINALIZER]}}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _resource_label(r: ApiResource) -> str:
@@ -222,7 +218,7 @@ class NamespaceController:
         """Write the conditions if they changed; the namespace as it now is."""
         status = ns.get("status") or {}
         existing = status.get("conditions") or []
-        merged = merge_conditions(existing, updates, _now())
+        merged = merge_conditions(existing, updates, format_time())
         if merged == existing:
             return ns
         try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kwire.client import ApiError, Client, Informers, WorkQueue, run_workers
+from kwire.timestamps import format_time, parse_time
 
 log = logging.getLogger("kwire.controllers.nodelifecycle")
 
@@ -70,15 +71,6 @@ class Plan:
     conditions: list[dict] | None = None  # the whole new status.conditions
     taints: list[dict] | None = None  # the whole new spec.taints
     not_ready_event: bool = False  # the controller took Ready away from True
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """A metav1.Time or MicroTime ("...Z"), as an aware datetime."""
-    return datetime.fromisoformat(value) if value else None
-
-
-def format_time(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _condition(node: dict, ctype: str) -> dict | None:

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from kwire.api.validation import quantity
 from kwire.client import (ApiError, Client, Informers, WorkQueue, object_key, resource_path,
                           run_workers)
+from kwire.timestamps import format_time
 
 log = logging.getLogger("kwire.scheduler")
 
@@ -225,10 +226,6 @@ UNSCHEDULABLE_FLUSH = 300.0  # upstream's podMaxInUnschedulablePodsDuration
 RETRY = (1.0, 10.0)  # upstream's podInitialBackoffSeconds, podMaxBackoffSeconds
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def is_ours(pod: dict) -> bool:
     """Unbound, not being deleted, not gated, and asking for this scheduler."""
     spec = pod.get("spec") or {}
@@ -391,7 +388,7 @@ class Scheduler:
         try:
             await self.client.patch("v1", "pods", meta["name"],
                                     {"status": {"conditions": [
-                                        unschedulable_condition(current, message, _now())]}},
+                                        unschedulable_condition(current, message, format_time())]}},
                                     meta["namespace"], patch_type="strategic",
                                     subresource="status")
         except ApiError as e:
@@ -401,7 +398,7 @@ class Scheduler:
     async def _record(self, pod: dict, etype: str, reason: str, message: str) -> None:
         """Create the event, or count one more occurrence of the same one (as
         upstream's event correlator does) instead of piling up copies."""
-        now = _now()
+        now = format_time()
         key = (pod["metadata"].get("uid") or "", reason, message)
         event = self.events.pop(key, None)
         try:
