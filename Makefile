@@ -2,7 +2,8 @@
 # make test: the same set-up, then the whole test suite
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-APT_PKGS := python3 python3-venv python3-pip ca-certificates iproute2 busybox-static nginx-light skopeo runc conmon
+APT_PKGS := python3 python3-venv python3-pip ca-certificates iproute2 util-linux busybox-static nginx-light \
+            skopeo docker-registry runc conmon containernetworking-plugins nftables
 
 .PHONY: up down test unit bench deps apt venv
 
@@ -20,6 +21,8 @@ apt:
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	@# nginx-light is only the source of the offline nginx image: no nginx on the host
 	-@systemctl disable --now nginx >/dev/null 2>&1 || true
+	@# docker-registry is only for the image-pull tests, which start their own on loopback
+	-@systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
 venv: $(VENV)/.installed
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 
-def format_time(t: datetime | None = None) -> str:
-    """t (now when None) as a metav1.Time string."""
+def format_time(t: datetime | float | None = None) -> str:
+    """t (a datetime or epoch seconds; now when None) as a metav1.Time string."""
+    if isinstance(t, (int, float)):
+        t = datetime.fromtimestamp(t, timezone.utc)
     return (t or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
 

@@ -10,6 +10,7 @@ from kwire.client import Client
 from kwire.cluster.config import ClusterConfig
 from kwire.cluster.pki import load_tokens
 from kwire.controllers import manager
+from kwire.controllers.nodeipam import node_ipam
 from kwire.controllers.perns import root_ca_publisher
 from kwire.daemon import run_until_signalled
 
@@ -21,7 +22,8 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
                     ca_file=str(config.ca_cert))
     try:
         await manager.run(client, stop, manager.CONTROLLERS + (
-            ("root-ca-cert-publisher", root_ca_publisher(config.ca_cert.read_text())),))
+            ("root-ca-cert-publisher", root_ca_publisher(config.ca_cert.read_text())),
+            ("nodeipam", node_ipam(config.pod_cidr)),))
     finally:
         await client.close()
 
