@@ -33,7 +33,7 @@ def start_cluster(tmp: Path) -> tuple[str, dict, str]:
     name = f"bench-{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, KWIRE_STATE_ROOT=str(tmp / "state"), KUBECONFIG=str(tmp / "kube"))
     t0 = time.perf_counter()
-    subprocess.run([KWIRE, "up", "--name", name], env=env, check=True, capture_output=True)
+    subprocess.run([KWIRE, "up", "--name", name, "--nodes", "0"], env=env, check=True, capture_output=True)
     print(f"kwire up (server only): {time.perf_counter() - t0:.2f} s")
     return name, env, str(tmp / "state" / name)
 

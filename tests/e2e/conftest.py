@@ -45,10 +45,11 @@ class Cluster:
         return subprocess.run([kwire_bin(), *args], env=self.env, capture_output=True,
                               text=True, check=check, timeout=timeout)
 
-    def up(self) -> None:
+    def up(self) -> subprocess.CompletedProcess:
         r = self.kwire("up", "--name", self.name, *self.extra_args, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"kwire up failed:\n{r.stdout}\n{r.stderr}")
+        return r
 
     def down(self) -> None:
         self.kwire("down", "--name", self.name, check=False)
@@ -81,9 +82,10 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(prefix: str, tmp: Path, *extra_args: str) -> Iterator[Cluster]:
-    """A cluster with a unique name under tmp, taken down however the block ends."""
-    c = Cluster(f"{prefix}-{uuid.uuid4().hex[:6]}", tmp, extra_args)
+def running_cluster(prefix: str, tmp: Path, *extra_args: str, nodes: int = 0) -> Iterator[Cluster]:
+    """A cluster with a unique name under tmp and `nodes` worker nodes (none by default:
+    a control plane alone starts fastest), taken down however the block ends."""
+    c = Cluster(f"{prefix}-{uuid.uuid4().hex[:6]}", tmp, ("--nodes", str(nodes), *extra_args))
     try:
         c.up()
         yield c

@@ -1,4 +1,5 @@
-"""The node underlay for real: a bridge and two node namespaces of a throw-away cluster.
+"""The node underlay for real: a bridge and two node namespaces of a throw-away cluster,
+and the processes running in them.
 
 Traffic goes only to addresses inside the namespaces this test creates (and the bridge it
 creates), one bounded ping at a time; every test tears its cluster down in a finally and
@@ -7,11 +8,14 @@ import ipaddress
 import os
 import shutil
 import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from kwire.cluster.agents import NETNS_DIR, namespace_pids, terminate
 from kwire.cluster.config import ClusterConfig, ConfigError, check_host_routes, host_routes
 from kwire.cluster.nodes import UnderlayError, apply, plan_underlay, remove_node, teardown
 
@@ -139,5 +143,40 @@ def test_foreign_interface_with_our_name_is_refused_and_kept(config):
         assert plan.bridge in link_names()
     finally:
         run("ip", "link", "del", "dev", plan.bridge)
+        teardown(plan)
+    assert_gone(plan)
+
+
+def test_processes_in_a_node_namespace_are_found_and_terminated(config):
+    """What `kwire down` relies on to stop whatever runs in a node, even a process that
+    ignores SIGTERM."""
+    plan = plan_underlay(config, ["node1"])
+    netns = plan.nodes[0].netns
+    stubborn = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(60)")
+    procs: list[subprocess.Popen] = []
+    try:
+        apply(plan)
+        for code in ("import time; print('ready', flush=True); time.sleep(60)", stubborn):
+            procs.append(subprocess.Popen(
+                ["nsenter", f"--net={NETNS_DIR / netns}", "--", sys.executable, "-c", code],
+                stdout=subprocess.PIPE, text=True, start_new_session=True))
+            assert procs[-1].stdout.readline() == "ready\n"
+        host = subprocess.Popen(["sleep", "60"])
+        procs.append(host)
+        found = namespace_pids(netns)
+        assert sorted(found) == sorted(p.pid for p in procs[:2])
+        assert namespace_pids(f"{netns}-missing") == []
+
+        started = time.monotonic()
+        terminate(found, grace=0.5)
+        # The stubborn one outlived SIGTERM: only SIGKILL after the grace ended it.
+        assert 0.5 <= time.monotonic() - started < 5
+        assert not any(Path(f"/proc/{pid}").exists() for pid in found)  # and reaped
+        assert host.poll() is None
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
         teardown(plan)
     assert_gone(plan)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from kwire.cluster.config import (ClusterConfig, ConfigError, check_host_routes,
-                                  load_settings, parse_ip_route_json, parse_proc_net_route)
+                                  choose_underlay, load_settings, parse_ip_route_json,
+                                  parse_proc_net_route)
 
 
 @pytest.fixture(autouse=True)
@@ -42,10 +43,10 @@ def test_paths_live_in_state_dir(tmp_path):
     assert isinstance(c.state_dir, Path)
     files = {p.name for p in (c.config_path, c.ca_cert, c.ca_key, c.server_cert, c.server_key,
                               c.admin_cert, c.admin_key, c.tokens_file, c.db_path, c.server_log,
-                              c.pid_file, c.kubeconfig_path)}
+                              c.pid_file, c.kubeconfig_path, c.nodes_file)}
     assert files == {"config.yaml", "ca.crt", "ca.key", "server.crt", "server.key", "admin.crt",
                      "admin.key", "tokens.csv", "state.db", "server.log", "server.pid",
-                     "kubeconfig"}
+                     "kubeconfig", "nodes.list"}
     assert c.db_path.parent == tmp_path / "x"
     assert c.api_url == "https://127.0.0.1:6443"
 
@@ -133,3 +134,27 @@ def test_host_route_overlap_is_refused():
         check_host_routes(c, nets("10.0.0.0/8"))
     with pytest.raises(ConfigError, match="underlay_cidr"):
         check_host_routes(c, nets("172.30.0.128/25"))
+
+
+def test_choose_underlay_takes_the_first_free_slash_24_of_the_pool():
+    c = ClusterConfig()
+    assert choose_underlay(c, [], []) == "172.30.0.0/24"
+    # A host route, another cluster's underlay, and a route covering two /24s are skipped.
+    routes = nets("192.0.2.0/24", "172.30.0.0/24", "172.30.2.0/23")
+    assert choose_underlay(c, routes, nets("172.30.1.0/24")) == "172.30.4.0/24"
+    # Never the cluster's own pod or service ranges.
+    own = ClusterConfig(pod_cidr="172.30.0.0/20", service_cidr="172.30.16.0/24")
+    assert choose_underlay(own, [], []) == "172.30.17.0/24"
+
+
+def test_choose_underlay_fails_when_the_pool_is_full():
+    with pytest.raises(ConfigError, match="no free /24 in 172.30.0.0/16.*--underlay-cidr"):
+        choose_underlay(ClusterConfig(), nets("172.30.0.0/17"), nets("172.30.128.0/17"))
+
+
+def test_host_route_check_can_be_limited_to_some_ranges():
+    c = ClusterConfig()
+    check_host_routes(c, nets("10.0.0.0/8"), keys=("underlay_cidr",))
+    with pytest.raises(ConfigError, match="underlay_cidr") as e:
+        check_host_routes(c, nets("10.0.0.0/8", "172.30.0.0/16"), keys=("underlay_cidr",))
+    assert "pod_cidr" not in str(e.value)

@@ -1,9 +1,11 @@
-"""plan_underlay is pure: exact names, addresses and limits, no `ip` run."""
+"""The underlay's pure part: plan_underlay and worker_names, exact names, addresses and
+limits, no `ip` run."""
 import pytest
 
 from kwire.cluster.config import ClusterConfig
 from kwire.cluster.nodes import (IFNAMSIZ, NETNS_MAX, NodeLink, UnderlayError, UnderlayPlan,
-                                 bridge_name, host_veth_name, netns_name, plan_underlay)
+                                 bridge_name, host_veth_name, netns_name, plan_underlay,
+                                 worker_names)
 
 
 def test_default_cluster_two_nodes_exact():
@@ -81,3 +83,12 @@ def test_invalid_duplicate_and_too_many_nodes_are_refused():
         plan_underlay(config, list("abcdef"))
     with pytest.raises(UnderlayError, match="mtu"):
         plan_underlay(config, ["a"], mtu=10)
+
+
+def test_worker_names_are_kinds_and_only_grow():
+    assert worker_names("kind", [], 0) == []
+    assert worker_names("kind", [], 3) == ["kind-worker", "kind-worker2", "kind-worker3"]
+    # Existing names keep their places (and so their addresses); new ones skip taken names.
+    assert worker_names("kind", ["kind-worker2", "extra"], 4) == [
+        "kind-worker2", "extra", "kind-worker", "kind-worker3"]
+    assert worker_names("kind", ["a", "b", "c"], 2) == ["a", "b", "c"]

@@ -18,6 +18,7 @@ from kwire.api import errors, protobuf, tables
 from kwire.api.discovery import (OPENAPI_V2_PROTOBUF, OpenAPI, api_group, api_group_list, api_versions,
                                  resource_list, version_info)
 from kwire.api.errors import APIError
+from kwire.api.proxy import KubeletProxy
 from kwire.api.registry import Kind, Registry
 from kwire.api.resources import DeleteOptions, Query, Resources, WriteOptions
 from kwire.api.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -175,10 +176,12 @@ async def read_body(request: web.Request, optional: bool = False) -> Any:
 
 
 class API:
-    def __init__(self, resources: Resources, registry: Registry, address: str):
+    def __init__(self, resources: Resources, registry: Registry, address: str,
+                 kubelet_token: str | None = None):
         self.res = resources
         self.registry = registry
         self.address = address
+        self.kubelet = KubeletProxy(resources, kubelet_token)
         self.openapi = OpenAPI(registry)
         self.watches: set = set()
         self.closing = asyncio.Event()
@@ -429,7 +432,7 @@ class API:
         return respond({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version,
                         "metadata": {}, "items": items})
 
-    async def _subresource(self, request: web.Request, t: Target) -> web.Response:
+    async def _subresource(self, request: web.Request, t: Target) -> web.StreamResponse:
         m, sub = request.method, t.subresource
         if sub == "status":
             if m == "GET":
@@ -470,6 +473,10 @@ class API:
             body = await read_body(request)
             await self.res.bind(t.kind, t.namespace, t.name, body)
             return respond(errors.status_success(), 201)
+        elif sub == "log" and m == "GET":
+            return await self.kubelet.log(request, t.namespace, t.name)
+        elif sub in ("exec", "attach") and m in ("GET", "POST"):
+            return await self.kubelet.stream(request, t.namespace, t.name, sub)
         else:
             raise errors.not_found_path()
         raise _not_allowed(m)

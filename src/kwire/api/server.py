@@ -24,7 +24,7 @@ from kwire.api.handlers import API, MAX_BODY, error_response
 from kwire.api.registry import load
 from kwire.api.resources import SYSTEM_NAMESPACES, Resources
 from kwire.cluster.config import ClusterConfig
-from kwire.cluster.pki import read_token_file, server_ssl_context
+from kwire.cluster.pki import load_tokens, read_token_file, server_ssl_context
 from kwire.daemon import run_until_signalled
 from kwire.store.sqlite import SQLiteStore
 
@@ -52,9 +52,11 @@ async def status_errors(request: web.Request, handler):
         return error_response(APIError(500, f"Internal error occurred: {e}", "InternalError"))
 
 
-def build_app(resources: Resources, authenticator: Authenticator, address: str) -> tuple[
-        web.Application, API]:
-    api = API(resources, resources.registry, address)
+def build_app(resources: Resources, authenticator: Authenticator, address: str,
+              kubelet_token: str | None = None) -> tuple[web.Application, API]:
+    """The API app; kubelet_token is what it presents to the node agents' kubelet API
+    (pods/log, exec, attach)."""
+    api = API(resources, resources.registry, address, kubelet_token)
     app = web.Application(middlewares=[status_errors, authenticator.middleware],
                           client_max_size=MAX_BODY + 1)
     app.add_routes(api.routes())
@@ -161,16 +163,20 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     await bootstrap(res, config)
     gc.freeze()  # start-up objects live forever; keep the collector from rescanning them
     users = {tok: User(u.name, u.groups) for tok, u in read_token_file(config.tokens_file).items()}
-    app, api = build_app(res, Authenticator(users), f"{config.api_host}:{config.api_port}")
+    app, api = build_app(res, Authenticator(users), f"{config.api_host}:{config.api_port}",
+                         load_tokens(config).node_agent)
     # Selectors can be long (Go allows 1 MiB URLs); malformed HTTP is the client's problem.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2,
                            max_line_size=1 << 20, max_field_size=1 << 20)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     await runner.setup()
-    site = web.TCPSite(runner, config.api_host, config.api_port,
-                       ssl_context=server_ssl_context(config), backlog=1024)
-    await site.start()
-    log.info("serving on https://%s:%d", config.api_host, config.api_port)
+    # The user's address, and the host's underlay address for the node agents (`kwire up`
+    # creates the underlay bridge, and with it that address, before starting the server).
+    ssl_context = server_ssl_context(config)
+    for host in dict.fromkeys([config.api_host, config.underlay_host_address]):
+        await web.TCPSite(runner, host, config.api_port, ssl_context=ssl_context,
+                          backlog=1024).start()
+        log.info("serving on https://%s:%d", host, config.api_port)
     tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds)),
              asyncio.create_task(supervise_controller_manager(config, stop)),
              asyncio.create_task(bootstrap_loop(res, config))]

@@ -19,11 +19,15 @@ from rich.table import Table
 
 from kwire import __version__
 from kwire.cli import CLIError
+from kwire.cli.agent import agent
 from kwire.cli.apply import apply
 from kwire.cli.create import create
 from kwire.cli.delete import delete
 from kwire.cli.describe import describe
+from kwire.cli.exec import exec_command
 from kwire.cli.get import get
+from kwire.cli.images import images
+from kwire.cli.logs import logs
 from kwire.cluster import lifecycle
 from kwire.cluster.config import ClusterConfig, ClusterError, load_settings
 
@@ -51,7 +55,8 @@ def main() -> None:
               help="YAML file of ClusterConfig settings; options given here take precedence.")
 @click.option("--api-port", "api_port", type=click.IntRange(0, 65535),
               help="API server port on 127.0.0.1 [default: a free one].")
-@click.option("--underlay-cidr", "underlay_cidr", help="Node network [172.30.0.0/24].")
+@click.option("--underlay-cidr", "underlay_cidr",
+              help="Node network [the first free /24 of 172.30.0.0/16].")
 @click.option("--pod-cidr", "pod_cidr", help="Pod addresses, a /24 per node [10.244.0.0/16].")
 @click.option("--service-cidr", "service_cidr", help="ClusterIP range [10.96.0.0/12].")
 @click.option("--node-port-range", "node_port_range", help="NodePort range [30000-32767].")
@@ -59,10 +64,15 @@ def main() -> None:
 @click.option("--cluster-domain", "cluster_domain", help="Cluster DNS domain [cluster.local].")
 @click.option("--compaction-interval", "compaction_interval_seconds", type=click.IntRange(min=1),
               help="Seconds between store compactions [300].")
+@click.option("--nodes", type=click.IntRange(min=0),
+              help="Worker nodes [default: 2 for a new cluster, else as many as it has]. "
+                   "Nodes are only added: a cluster never shrinks, so each node keeps its "
+                   "name and address.")
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
-              help="Seconds to wait for the API server to be ready.")
-def up(name: str | None, config_file: Path | None, timeout: float, **options: Any) -> None:
-    """Start a cluster (creating it if new); make it the kubectl context."""
+              help="Seconds to wait for the API server, then for the nodes, to be ready.")
+def up(name: str | None, config_file: Path | None, nodes: int | None, timeout: float,
+       **options: Any) -> None:
+    """Start a cluster (creating it if new) and its nodes; make it the kubectl context."""
     settings = load_settings(config_file) if config_file else {}
     settings.update({k: v for k, v in options.items() if v is not None})
     name = name or settings.get("name") or ClusterConfig.name
@@ -74,7 +84,8 @@ def up(name: str | None, config_file: Path | None, timeout: float, **options: An
 
     out = Console(highlight=False, soft_wrap=True)
     with out.status(f"Starting cluster [bold]{escape(name)}[/] ..."):
-        result = lifecycle.up(config, timeout=timeout)
+        result = lifecycle.up(config, nodes=nodes, timeout=timeout,
+                              pick_underlay="underlay_cidr" not in settings)
     st = result.status
     if result.started:
         out.print(f"[green]✓[/] Cluster [bold]{escape(st.name)}[/] is up: "
@@ -82,6 +93,10 @@ def up(name: str | None, config_file: Path | None, timeout: float, **options: An
     else:
         out.print(f"Cluster [bold]{escape(st.name)}[/] is already running: "
                   f"API server {st.url} (pid {st.pid})")
+    for node in st.nodes:
+        how = "agent started" if node.name in result.agents_started else "agent running"
+        out.print(f"[green]✓[/] Node [bold]{escape(node.name)}[/] is Ready: {node.address} "
+                  f"({how}, pid {node.agent_pid})")
     out.print(f"[green]✓[/] kubectl context [bold]{result.context}[/] is current in "
               f"{escape(str(result.user_kubeconfig))}")
     out.print(f"  Try: kubectl --context {result.context} get namespaces")
@@ -91,7 +106,7 @@ def up(name: str | None, config_file: Path | None, timeout: float, **options: An
 @click.option("--name", help="Cluster to delete [default: kwire].")
 @click.option("--all", "all_clusters", is_flag=True, help="Delete every kwire cluster.")
 def down(name: str | None, all_clusters: bool) -> None:
-    """Stop a cluster; delete its data and kubeconfig entries."""
+    """Stop a cluster and its nodes; delete its data, namespaces and kubeconfig entries."""
     if name and all_clusters:
         raise CLIError("give --name or --all, not both")
     names = lifecycle.list_clusters() if all_clusters else [name or ClusterConfig.name]
@@ -108,7 +123,7 @@ def down(name: str | None, all_clusters: bool) -> None:
 @main.command()
 @click.option("--name", help="Show only this cluster [default: all].")
 def status(name: str | None) -> None:
-    """Show the clusters and whether their API servers are ready."""
+    """Show the clusters, whether their API servers are ready, and their nodes' agents."""
     statuses = [lifecycle.status(name)] if name else \
         [lifecycle.status(n) for n in lifecycle.list_clusters()]
     out = Console(highlight=False, soft_wrap=True)
@@ -124,6 +139,17 @@ def status(name: str | None) -> None:
         table.add_row(escape(st.name), state, st.url, str(st.pid or "-"),
                       escape(str(st.kubeconfig_path)))
     out.print(table)
+    nodes = [(st.name, node) for st in statuses for node in st.nodes]
+    if nodes:
+        table = Table(box=None, header_style="bold")
+        for column in ("CLUSTER", "NODE", "ADDRESS", "AGENT", "PID"):
+            table.add_column(column)
+        for cluster, node in nodes:
+            table.add_row(escape(cluster), escape(node.name), node.address,
+                          "[green]running[/]" if node.running else "[red]stopped[/]",
+                          str(node.agent_pid or "-"))
+        out.print()
+        out.print(table)
 
 
 @main.command()
@@ -162,11 +188,15 @@ def controller_manager(config_path: Path, log_level: str) -> None:
     serve(config)
 
 
+main.add_command(agent)
 main.add_command(get)
 main.add_command(describe)
 main.add_command(apply)
 main.add_command(create)
 main.add_command(delete)
+main.add_command(logs)
+main.add_command(exec_command)
+main.add_command(images)
 
 if __name__ == "__main__":
     main()

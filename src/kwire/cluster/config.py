@@ -24,6 +24,8 @@ CONFIG_API_VERSION = "kwire/v1alpha1"
 CONFIG_KIND = "ClusterConfig"
 DEFAULT_STATE_ROOT = "/var/lib/kwire"
 STATE_ROOT_ENV = "KWIRE_STATE_ROOT"
+UNDERLAY_POOL = "172.30.0.0/16"
+"""Where `kwire up` looks for a free /24 node underlay when none is given."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -78,7 +80,8 @@ class ClusterConfig:
 
     underlay_cidr: str = "172.30.0.0/24"
     """The node network. Its first host address is the host's bridge address, where node
-    agents reach the API server."""
+    agents reach the API server. `kwire up` gives a new cluster the first free /24 of
+    UNDERLAY_POOL unless one is set explicitly."""
 
     pod_cidr: str = "10.244.0.0/16"
     """Pod addresses; each node gets a /24 out of it."""
@@ -183,6 +186,12 @@ class ClusterConfig:
     @property
     def kubeconfig_path(self) -> Path:
         return self.state_dir / "kubeconfig"
+
+    @property
+    def nodes_file(self) -> Path:
+        """The cluster's node names, one a line, in the order they were added: a node's
+        place in it fixes its underlay address (see kwire.cluster.nodes.plan_underlay)."""
+        return self.state_dir / "nodes.list"
 
     # -- validation --------------------------------------------------------------------
 
@@ -351,11 +360,13 @@ def host_routes() -> list[ipaddress.IPv4Network]:
     return parse_proc_net_route(Path("/proc/net/route").read_text())
 
 
-def check_host_routes(config: ClusterConfig, routes: list[ipaddress.IPv4Network]) -> None:
-    """Refuse cluster ranges that overlap a host route: cluster traffic must never be
-    confused with, or leak onto, a network the host already reaches."""
+def check_host_routes(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
+                      keys: tuple[str, ...] = ("underlay_cidr", "pod_cidr", "service_cidr"),
+                      ) -> None:
+    """Refuse cluster ranges (those named by `keys`) that overlap a host route: cluster
+    traffic must never be confused with, or leak onto, a network the host already reaches."""
     problems = []
-    for key in ("underlay_cidr", "pod_cidr", "service_cidr"):
+    for key in keys:
         net = ipaddress.ip_network(getattr(config, key))
         problems += [f"{key} {net} overlaps the host route to {r}"
                      for r in routes if r.version == net.version and r.overlaps(net)]
@@ -363,6 +374,19 @@ def check_host_routes(config: ClusterConfig, routes: list[ipaddress.IPv4Network]
         raise ConfigError("cluster ranges clash with this host's routes (choose other ranges, "
                           "e.g. --pod-cidr / --service-cidr / --underlay-cidr):\n  "
                           + "\n  ".join(problems))
+
+
+def choose_underlay(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
+                    taken: list[ipaddress.IPv4Network], pool: str = UNDERLAY_POOL) -> str:
+    """The first /24 of `pool` that overlaps no host route, no network in `taken` (other
+    clusters' underlays) and neither of the cluster's own pod and service ranges."""
+    busy = [*routes, *taken, ipaddress.ip_network(config.pod_cidr),
+            ipaddress.ip_network(config.service_cidr)]
+    for net in ipaddress.ip_network(pool).subnets(new_prefix=24):
+        if not any(b.version == 4 and b.overlaps(net) for b in busy):
+            return str(net)
+    raise ConfigError(f"no free /24 in {pool} for the node underlay: routes or other "
+                      "kwire clusters use them all (choose one with --underlay-cidr)")
 
 
 # -- files ---------------------------------------------------------------------------

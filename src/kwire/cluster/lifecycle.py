@@ -1,30 +1,46 @@
 """Starting, stopping and inspecting clusters: what `kwire up`, `down` and `status` do.
 
 A cluster is its state folder, ``$KWIRE_STATE_ROOT/<name>`` (see ClusterConfig for the
-files in it), plus one detached API server process, `kwire server --config
+files in it), one detached API server process, `kwire server --config
 <state_dir>/config.yaml`, that leads its own session so that `kwire up` can exit and
-`kwire down` can stop it with everything it started. The pid file is trusted only
-when /proc/<pid>/cmdline still names kwire and this cluster's config file, since pids
-get reused after a reboot or crash.
+`kwire down` can stop it with everything it started, and its worker nodes: a bridge and
+one network namespace per node (kwire.cluster.nodes), each running a `kwire agent`
+(kwire.cluster.agents). Agents do not depend on the server process: they outlive it, as
+kubelets outlive their control plane, and `kwire up` starts again whichever is missing.
+Pid files are trusted only while /proc/<pid>/cmdline still names the process they stand
+for, since pids get reused after a reboot or crash.
 """
 from __future__ import annotations
 
+import fcntl
 import http.client
+import ipaddress
+import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from kwire.cluster import kubeconfig, pki
-from kwire.cluster.config import (ClusterConfig, ClusterError, check_host_routes, check_name,
-                                  cluster_dir, host_routes, state_root)
+from kwire.cluster import agents, kubeconfig, pki
+from kwire.cluster import nodes as underlay
+from kwire.cluster.config import (ClusterConfig, ClusterError, ConfigError, check_host_routes,
+                                  check_name, choose_underlay, cluster_dir, host_routes,
+                                  state_root, write_private_file)
+from kwire.cluster.nodes import plan_underlay, worker_names
+from kwire.node.cleanup import purge_node
+from kwire.node.paths import RUN_ROOT
+from kwire.node.runtime import rootfs
 
+DEFAULT_NODES = 2
+UNDERLAY_LOCK = RUN_ROOT / "underlay.lock"
+"""Host-wide, as /run/xtables.lock is for iptables: see _underlay_lock."""
 LOG_TAIL_LINES = 25
 
 
@@ -38,6 +54,7 @@ class ClusterStatus:
     pid: int | None
     ready: bool
     kubeconfig_path: Path
+    nodes: tuple[NodeStatus, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -45,10 +62,27 @@ class ClusterStatus:
 
 
 @dataclass(frozen=True)
+class NodeStatus:
+    """One worker node. agent_pid is None when its agent does not run."""
+
+    name: str
+    address: str
+    """Its underlay address (the Node's InternalIP)."""
+    netns: str
+    agent_pid: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.agent_pid is not None
+
+
+@dataclass(frozen=True)
 class UpResult:
     status: ClusterStatus
     started: bool
-    """False when the cluster was already running (only its kubeconfig entries were renewed)."""
+    """False when the API server was already running."""
+    agents_started: tuple[str, ...]
+    """The nodes whose agent this `kwire up` started (new nodes, or agents that had died)."""
     user_kubeconfig: Path
     """The user's kubeconfig the context was merged into."""
     context: str
@@ -88,12 +122,20 @@ def _is_server_of(pid: int, config: ClusterConfig) -> bool:
     return any(b"kwire" in a for a in args) and str(config.config_path).encode() in args
 
 
-def up(config: ClusterConfig, *, timeout: float = 30.0) -> UpResult:
-    """Start cluster `config.name` (creating it if new) and merge its kubeconfig context.
+def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0,
+       pick_underlay: bool = False) -> UpResult:
+    """Start cluster `config.name` (creating it if new), its node underlay and one agent per
+    node; merge its kubeconfig context; wait until every Node is Ready.
 
     An existing cluster keeps its saved settings: api_port 0 means "the saved port", and
     any other difference is refused, since certificates, data and the nodes' addresses
-    were made for the saved ranges.
+    were made for the saved ranges. `pick_underlay` says config.underlay_cidr is only the
+    default: a new cluster then takes the first free /24 of UNDERLAY_POOL instead.
+
+    `nodes` is how many worker nodes the cluster has (None: DEFAULT_NODES for a new
+    cluster, its own count for an existing one). Nodes are only ever added, so that each
+    keeps its name and address: asking for fewer than the cluster has is refused. Missing
+    agents (crashed, killed, or gone with a reboot) are started again.
     """
     config.validate()
     if config.state_dir != cluster_dir(config.name):
@@ -103,31 +145,109 @@ def up(config: ClusterConfig, *, timeout: float = 30.0) -> UpResult:
     if saved is not None:
         if config.api_port == 0:
             config = replace(config, api_port=saved.api_port)
+        if pick_underlay:
+            config = replace(config, underlay_cidr=saved.underlay_cidr)
         _refuse_changes(saved, config)
-    else:
-        # New cluster: its ranges must not clash with what the host routes. (An existing
-        # one is not checked again: its own bridge and routes may still be there.)
-        check_host_routes(config, host_routes())
+    names = node_names(config) if saved is not None else []
+    if nodes is None:
+        nodes = len(names) if saved is not None else DEFAULT_NODES
+    if nodes < len(names):
+        raise ClusterError(f"cluster {config.name!r} has {len(names)} nodes; `kwire up` only "
+                           f"adds nodes, so that each keeps its name and address (run "
+                           f"`kwire down --name {config.name}` first to recreate it smaller)")
+    names = worker_names(config.name, names, nodes)
+    server_running = server_pid(config) is not None
 
-    if server_pid(config) is not None:
-        tokens = pki.load_tokens(config)
-        path = kubeconfig.merge_into_user(kubeconfig.write_cluster_kubeconfig(config, tokens.admin))
-        return UpResult(status=status(config.name), started=False, user_kubeconfig=path,
-                        context=config.context_name)
-
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    config.state_dir.chmod(0o700)
-    pki.ensure_pki(config)
+    with _underlay_lock():
+        config = _claim_underlay(config, new=saved is None, pick=pick_underlay)
+        plan = plan_underlay(config, names)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.state_dir.chmod(0o700)
+        pki.ensure_pki(config)
+        if not server_running:
+            config = replace(config, api_port=_claim_port(config))
+            config.save()
+        write_private_file(config.nodes_file, "".join(f"{n}\n" for n in names).encode())
+        underlay.apply(replace(plan, nodes=()))  # the bridge, with the server's address
     tokens = pki.ensure_tokens(config)
-    config = replace(config, api_port=_claim_port(config))
-    config.save()
 
-    pid = _start_server(config, tokens.admin, timeout)
+    # The server starts while the nodes are made, and the agents while the server starts
+    # (each waits for the API on its own): Python start-ups are most of what `kwire up`
+    # takes, so they overlap.
+    server = None if server_running else _spawn_server(config)
+    started: dict[str, tuple[subprocess.Popen, int]] = {}
+    try:
+        underlay.apply(plan)
+        for link in plan.nodes:
+            if agents.agent_pid(config, link.node) is None:
+                log_start = _log_size(agents.node_paths(config, link.node).agent_log)
+                started[link.node] = (agents.start_agent(config, link), log_start)
+        if server is not None:
+            _wait_server_ready(config, server, tokens.admin, timeout)
+    except BaseException:
+        agents.terminate([proc.pid for proc, _ in started.values()]
+                         + ([server[0].pid] if server is not None else []), grace=5.0)
+        if server is not None:
+            config.pid_file.unlink(missing_ok=True)
+        raise
     path = kubeconfig.merge_into_user(kubeconfig.write_cluster_kubeconfig(config, tokens.admin))
-    return UpResult(status=ClusterStatus(name=config.name, state_dir=config.state_dir,
-                                         url=config.api_url, pid=pid, ready=True,
-                                         kubeconfig_path=config.kubeconfig_path),
-                    started=True, user_kubeconfig=path, context=config.context_name)
+    _wait_nodes_ready(config, plan, started, tokens.admin, timeout)
+    return UpResult(status=status(config.name), started=not server_running,
+                    agents_started=tuple(started), user_kubeconfig=path,
+                    context=config.context_name)
+
+
+def node_names(config: ClusterConfig) -> list[str]:
+    """The cluster's nodes in the order they were added (their underlay addresses' order)."""
+    try:
+        return config.nodes_file.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+@contextmanager
+def _underlay_lock() -> Iterator[None]:
+    """Held while a cluster claims its underlay and creates its bridge: the host's
+    addresses are shared by the clusters of every state root, and two `kwire up` side by
+    side must not both take the same free /24."""
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(UNDERLAY_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _claim_underlay(config: ClusterConfig, *, new: bool, pick: bool) -> ClusterConfig:
+    """`config` with an underlay no host route (and, for a new cluster, no other cluster of
+    this state root) uses; the caller holds _underlay_lock."""
+    routes = host_routes()
+    if new:
+        others = _other_underlays(config.name)
+        if pick:
+            config = replace(config, underlay_cidr=choose_underlay(config, routes, others))
+        elif taken := [n for n in others
+                       if n.overlaps(ipaddress.ip_network(config.underlay_cidr))]:
+            raise ConfigError(f"underlay_cidr {config.underlay_cidr} overlaps the underlay "
+                              f"{taken[0]} of another cluster in {state_root()}")
+        # New ranges must not clash with what the host routes. (An existing cluster's
+        # pod and service ranges are not checked again: its own routes may be there.)
+        check_host_routes(config, routes)
+    elif not Path(f"/sys/class/net/{underlay.bridge_name(config.name)}").exists():
+        # The bridge is gone (a reboot, say), so another cluster may hold its /24 now.
+        check_host_routes(config, routes, keys=("underlay_cidr",))
+    return config
+
+
+def _other_underlays(name: str) -> list[ipaddress.IPv4Network]:
+    """The underlays saved by this state root's other clusters, running or not."""
+    nets = []
+    for other in list_clusters():
+        if other == name:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(saved_config(other).underlay_cidr))
+        except (ClusterError, ValueError):
+            continue  # an unreadable config holds no address the host could see
+    return nets
 
 
 def _refuse_changes(saved: ClusterConfig, wanted: ClusterConfig) -> None:
@@ -152,8 +272,8 @@ def _claim_port(config: ClusterConfig) -> int:
         return s.getsockname()[1]
 
 
-def _start_server(config: ClusterConfig, admin_token: str, timeout: float) -> int:
-    """Launch the detached server and wait for /readyz; on failure stop it and explain."""
+def _spawn_server(config: ClusterConfig) -> tuple[subprocess.Popen, int]:
+    """Launch the detached server; returns it and where its run starts in server.log."""
     cmd = [sys.executable, "-m", "kwire.cli.main", "server", "--config", str(config.config_path)]
     with open(config.server_log, "ab") as log:
         log_start = log.tell()
@@ -161,24 +281,87 @@ def _start_server(config: ClusterConfig, admin_token: str, timeout: float) -> in
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=config.state_dir, close_fds=True)
     config.pid_file.write_text(f"{proc.pid}\n")
-    try:
-        ctx = pki.admin_ssl_context(config)
-        deadline = time.monotonic() + timeout
-        while (problem := _readyz_problem(config, ctx, admin_token)) is not None:
-            if proc.poll() is not None:
-                raise ClusterError(f"the API server exited with code {proc.returncode} before "
-                                   f"it was ready.\n{_log_tail(config.server_log, log_start)}")
-            if time.monotonic() >= deadline:
-                raise ClusterError(f"the API server was not ready after {timeout:g}s "
-                                   f"({problem}), so it was stopped.\n"
-                                   f"{_log_tail(config.server_log, log_start)}")
-            time.sleep(0.1)
-    except BaseException:
-        _stop_server(proc.pid, grace=5.0)
-        config.pid_file.unlink(missing_ok=True)
-        raise
-    return proc.pid
+    return proc, log_start
 
+
+def _wait_server_ready(config: ClusterConfig, server: tuple[subprocess.Popen, int],
+                       admin_token: str, timeout: float) -> None:
+    """Wait for /readyz; ClusterError with the log's tail if the server exits or is late."""
+    proc, log_start = server
+    ctx = pki.admin_ssl_context(config)
+    deadline = time.monotonic() + timeout
+    while (problem := _readyz_problem(config, ctx, admin_token)) is not None:
+        if proc.poll() is not None:
+            raise ClusterError(f"the API server exited with code {proc.returncode} before "
+                               f"it was ready.\n{_log_tail(config.server_log, log_start)}")
+        if time.monotonic() >= deadline:
+            raise ClusterError(f"the API server was not ready after {timeout:g}s "
+                               f"({problem}), so it was stopped.\n"
+                               f"{_log_tail(config.server_log, log_start)}")
+        time.sleep(0.05)
+
+
+_STILL_UP = ("The cluster is still up: see `kwire status --name {name}`, "
+             "or remove it with `kwire down --name {name}`.")
+
+
+def _wait_nodes_ready(config: ClusterConfig, plan: underlay.UnderlayPlan,
+                      started: dict[str, tuple[subprocess.Popen, int]], admin_token: str,
+                      timeout: float) -> None:
+    """Wait until every node of `plan` has a Ready Node; ClusterError with the agents' log
+    tails if an agent started here exits or the nodes are late. The cluster stays up
+    either way, for the user to look into."""
+    if not plan.nodes:
+        return
+    ctx = pki.admin_ssl_context(config)
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, problem = _ready_nodes(config, ctx, admin_token)
+        late = [link.node for link in plan.nodes if link.node not in ready]
+        if not late:
+            return
+        for node, (proc, log_start) in started.items():
+            if proc.poll() is not None:
+                raise ClusterError(
+                    f"the agent of node {node} exited with code {proc.returncode}.\n"
+                    f"{_log_tail(agents.node_paths(config, node).agent_log, log_start)}\n"
+                    f"{_STILL_UP.format(name=config.name)}")
+        if time.monotonic() >= deadline:
+            tails = "\n".join(
+                _log_tail(agents.node_paths(config, node).agent_log,
+                          started[node][1] if node in started else 0) for node in late)
+            raise ClusterError(f"nodes {', '.join(late)} were not Ready after {timeout:g}s"
+                               f"{f' ({problem})' if problem else ''}.\n{tails}\n"
+                               f"{_STILL_UP.format(name=config.name)}")
+        time.sleep(0.1)
+
+
+def _ready_nodes(config: ClusterConfig, ctx: ssl.SSLContext, admin_token: str
+                 ) -> tuple[set[str], str | None]:
+    """The names of the Nodes whose Ready condition is True, and why the list failed."""
+    conn = http.client.HTTPSConnection(config.api_host, config.api_port, timeout=2.0,
+                                       context=ctx)
+    try:
+        conn.request("GET", "/api/v1/nodes", headers={"Authorization": f"Bearer {admin_token}",
+                                                      "Accept": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            return set(), f"listing nodes answered {resp.status}"
+        return {node["metadata"]["name"] for node in json.loads(body).get("items") or []
+                if any(c.get("type") == "Ready" and c.get("status") == "True"
+                       for c in (node.get("status") or {}).get("conditions") or [])}, None
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as e:
+        return set(), str(e) or type(e).__name__
+    finally:
+        conn.close()
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 def _readyz_problem(config: ClusterConfig, ctx: ssl.SSLContext, admin_token: str,
                     timeout: float = 2.0) -> str | None:
@@ -208,51 +391,66 @@ def _log_tail(path: Path, offset: int = 0) -> str:
     return f"Last lines of {path}:\n" + "\n".join(f"  | {line}" for line in lines)
 
 
-def _stop_server(pid: int, grace: float) -> None:
-    """SIGTERM the server, SIGKILL after `grace` seconds. The server leads its own process
-    group, so the group is signalled: whatever it spawned goes with it."""
-    try:
-        send = os.killpg if os.getpgid(pid) == pid else os.kill
-    except ProcessLookupError:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            send(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pid)
-            try:
-                send(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-    raise ClusterError(f"the API server (pid {pid}) did not exit after SIGKILL")
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the server is our own child (when up and down run in
-    one process), or it would linger as a zombie that still counts as running."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def down(name: str, *, grace: float = 10.0) -> bool:
-    """Stop cluster `name`, drop its kubeconfig entries and delete its state folder (all
-    its data: as `kind delete cluster`). Returns whether there was anything to remove."""
+    """Stop cluster `name` and remove all of it: its agents and every other process in its
+    nodes' namespaces, its API server, the nodes' containers and mounts (purge_node), its
+    underlay, /run/kwire/<name>, its kubeconfig entries and its state folder with all its
+    data (as `kind delete cluster`). Works on whatever part of a cluster is left, and
+    returns whether there was anything to remove."""
     check_name(name)
-    config = ClusterConfig(name=name)
-    pid = server_pid(config)
-    if pid is not None:
-        _stop_server(pid, grace)
+    try:
+        config = saved_config(name) or ClusterConfig(name=name)
+    except ClusterError:
+        config = ClusterConfig(name=name)  # an unreadable config: remove what is found
+    run_dir = RUN_ROOT / name
+    names = sorted({*node_names(config), *_names_in(config.state_dir / "nodes"),
+                    *_names_in(run_dir)})
+    netns_prefix = plan_underlay(config, []).netns_prefix
+    namespaces = [ns for ns in _names_in(agents.NETNS_DIR, dirs_only=False)
+                  if ns.startswith(netns_prefix)]
+
+    # Agents first, or they would start again the containers being purged. The rest of
+    # what runs in the nodes (conmon monitors, say) goes once the containers are gone:
+    # a monitor waits for its container, which may well ignore SIGTERM.
+    pids = {pid for node in names if (pid := agents.agent_pid(config, node)) is not None}
+    pids.update(pid for ns in namespaces for pid in agents.agents_in(config, ns))
+    if (server := server_pid(config)) is not None:
+        pids.add(server)
+    agents.terminate(sorted(pids), grace)
+    for node in names:
+        purge_node(agents.node_paths(config, node))
+    rest = [pid for ns in namespaces for pid in agents.namespace_pids(ns)]
+    agents.terminate(rest, grace=1.0)
+    removed_links = underlay.teardown(plan_underlay(config, []))
+    for directory in (run_dir, config.state_dir):
+        _unmount_under(directory)
+    existed = bool(pids or rest or removed_links or run_dir.exists()
+                   or config.state_dir.exists())
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(config.state_dir, ignore_errors=True)
     removed_context = kubeconfig.remove_from_user(config.context_name) is not None
-    existed = config.state_dir.exists()
-    if existed:
-        shutil.rmtree(config.state_dir)
-    return existed or removed_context or pid is not None
+    return existed or removed_context
+
+
+def _names_in(path: Path, dirs_only: bool = True) -> list[str]:
+    try:
+        return [e.name for e in os.scandir(path)
+                if not dirs_only or e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _unmount_under(directory: Path) -> None:
+    """Unmount whatever is still mounted in `directory`, deepest first, so that deleting
+    it can never reach into a volume or a host path mounted there."""
+    root = os.path.realpath(directory)
+    for point in sorted((p for p in rootfs.mount_points()
+                         if p == root or p.startswith(root + "/")), key=len, reverse=True):
+        try:
+            rootfs.unmount(point)
+        except OSError as e:
+            raise ClusterError(f"cannot unmount {point}: {e.strerror}; "
+                               f"{directory} is kept") from None
 
 
 def status(name: str) -> ClusterStatus:
@@ -265,5 +463,10 @@ def status(name: str) -> ClusterStatus:
     if pid is not None:
         ready = _readyz_problem(config, pki.admin_ssl_context(config),
                                 pki.load_tokens(config).admin) is None
+    plan = plan_underlay(config, node_names(config))
+    nodes = tuple(NodeStatus(name=link.node, address=link.address.split("/")[0],
+                             netns=link.netns, agent_pid=agents.agent_pid(config, link.node))
+                  for link in plan.nodes)
     return ClusterStatus(name=config.name, state_dir=config.state_dir, url=config.api_url,
-                         pid=pid, ready=ready, kubeconfig_path=config.kubeconfig_path)
+                         pid=pid, ready=ready, kubeconfig_path=config.kubeconfig_path,
+                         nodes=nodes)

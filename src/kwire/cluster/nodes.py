@@ -106,6 +106,19 @@ def netns_name(cluster: str, node: str) -> str:
     return f"{prefix}{node[:NETNS_MAX - len(prefix) - 9]}-{_hash(node, 8)}"
 
 
+def worker_names(cluster: str, names: list[str] | tuple[str, ...], count: int) -> list[str]:
+    """`names` grown to `count` nodes with kind's names (``<cluster>-worker``,
+    ``<cluster>-worker2``, ...); the names already there keep their places."""
+    grown = list(names)
+    index = 1
+    while len(grown) < count:
+        name = f"{cluster}-worker{index if index > 1 else ''}"
+        if name not in grown:
+            grown.append(name)
+        index += 1
+    return grown
+
+
 def plan_underlay(config: ClusterConfig, node_names: list[str] | tuple[str, ...],
                   *, mtu: int = DEFAULT_MTU) -> UnderlayPlan:
     """The bridge and node namespaces of `config`'s cluster, with no side effect.

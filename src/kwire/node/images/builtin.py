@@ -22,6 +22,7 @@ digests and changes nothing.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -38,6 +39,7 @@ BUSYBOX_REF = "docker.io/library/busybox:latest"
 NGINX_REF = "docker.io/library/nginx:alpine"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NGINX_UID = 101
+BUILTIN_LABEL = "io.kwire.image.builtin"
 DESCRIPTION = ("built offline by kwire from the Debian packages {packages}; "
                "same entrypoint, command, ports and paths as the upstream image")
 
@@ -91,9 +93,34 @@ def _write(store: ImageStore, ref: str, layers: list[Layer], config: dict, histo
         before = store.resolve(ref).digest
     except ImageNotFound:
         before = None
-    labels = {"org.opencontainers.image.description": DESCRIPTION.format(packages=packages)}
+    labels = {"org.opencontainers.image.description": DESCRIPTION.format(packages=packages),
+              BUILTIN_LABEL: "true"}
     image = store.write_image(ref, layers, config, history=history, labels=labels)
     return BuiltImage(image, created=image.digest != before)
+
+
+def is_builtin(image: Image) -> bool:
+    """Made here from Debian packages: no registry has this image, so pulling its
+    name would fetch a different one (or fail, offline)."""
+    labels = (image.config.get("config") or {}).get("Labels") or {}
+    return labels.get(BUILTIN_LABEL) == "true"
+
+
+def ensure_builtin_images(store: ImageStore) -> None:
+    """Build the built-in images unless the store has them (one builder at a time)."""
+    def present() -> bool:
+        try:
+            return all(is_builtin(store.resolve(ref)) for ref in (BUSYBOX_REF, NGINX_REF))
+        except ImageNotFound:
+            return False
+
+    if present():
+        return
+    store.root.mkdir(parents=True, exist_ok=True)
+    with open(store.root / "builtin.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not present():
+            build_builtin_images(store)
 
 
 # ---------------------------------------------------------------- the trees

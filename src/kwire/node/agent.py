@@ -1,0 +1,186 @@
+"""The node agent: one process per node (the kubelet role now; the proxy and
+policy roles join it later). It registers its Node, renews its Lease, keeps the
+Node's status fresh, runs the pods bound to it (kubelet.py) and serves logs and
+exec for the API server (server.py). It talks to the cluster only through the
+API server, so it could run on another machine.
+
+Pods outlive the agent: stopping it (SIGTERM, SIGKILL, a crash) leaves their
+containers running, and a new agent adopts them.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kwire.client import ApiError, Backoff, Client
+from kwire.node import nodestatus
+from kwire.node.images import ImageStore
+from kwire.node.kubelet import Kubelet
+from kwire.node.kuberuntime import KubeRuntime
+from kwire.node.paths import NodePaths, image_root
+from kwire.timestamps import format_time
+
+log = logging.getLogger("kwire.node.agent")
+
+LEASE_API = "coordination.k8s.io/v1"
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION = 40
+LEASE_RENEW_INTERVAL = 4.0
+"""Well inside the node lifecycle controller's 15 s grace (see nodelifecycle.py)."""
+STATUS_INTERVAL = 10.0
+"""How often the Node's conditions get a fresh heartbeat (upstream's nodeStatusUpdateFrequency)."""
+RETRY = (0.1, 2.0)
+"""First and longest wait between tries while the API server is not there yet (an agent
+starts next to its server) or the pod CIDR not assigned."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    server: str
+    token: str
+    ca_file: str
+    paths: NodePaths
+    cluster_state_dir: Path
+    """Where the cluster's registries.yaml is looked for (see images/registry.py)."""
+    cluster_dns: str = "10.96.0.10"
+    cluster_domain: str = "cluster.local"
+    kubelet_port: int = nodestatus.KUBELET_PORT
+
+
+def source_address(server: str) -> str:
+    """The address this machine (or node namespace) uses to reach the server: the
+    node's InternalIP."""
+    parts = urlsplit(server)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((parts.hostname, parts.port or 443))
+        return s.getsockname()[0]
+
+
+def micro_time(t: datetime | None = None) -> str:
+    return (t or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Agent:
+    def __init__(self, config: AgentConfig):
+        self.config = config
+        self.client = Client(config.server, token=config.token, ca_file=config.ca_file)
+        self.address = source_address(config.server)
+        for d in (config.paths.run_dir, config.paths.state_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.images = ImageStore(image_root())
+        self.runtime = KubeRuntime(config.paths, self.images)
+        self.info = nodestatus.machine_info(config.paths.state_dir, _runc_version())
+        self.node: dict | None = None
+        self.kubelet = Kubelet(self.client, config, self.address, self.runtime, self.images)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.register()
+            tasks = [asyncio.create_task(c) for c in (self.lease_loop(), self.status_loop(),
+                                                      self.kubelet.run())]
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in [stopper, *tasks]:
+                t.cancel()
+            await asyncio.gather(stopper, *tasks, return_exceptions=True)
+            for t in done:
+                if t is not stopper and t.exception() is not None:
+                    raise t.exception()
+        finally:
+            await self.kubelet.close()
+            await self.client.close()
+
+    async def register(self) -> None:
+        """Create the Node (or find it, on a restart) and post its status once."""
+        name = self.config.node
+        backoff = Backoff(*RETRY)
+        while True:
+            try:
+                body = nodestatus.new_node(name, self.address, self.info, format_time())
+                try:
+                    self.node = await self.client.create("v1", "nodes", body)
+                    log.info("registered node %s at %s", name, self.address)
+                except ApiError as e:
+                    if e.code != 409:
+                        raise
+                    self.node = await self.client.get("v1", "nodes", name)
+                await self.post_status()
+                return
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.warning("registering node %s: %s; retrying", name, e)
+                await asyncio.sleep(backoff.next())
+
+    async def post_status(self) -> None:
+        node = await self.client.get("v1", "nodes", self.config.node)
+        cidr = (node.get("spec") or {}).get("podCIDR")
+        self.kubelet.set_pod_cidr(cidr)
+        status = nodestatus.node_status(self.config.node, self.address, self.info, format_time(),
+                                        (node.get("status") or {}).get("conditions"),
+                                        network_ready=bool(cidr), port=self.config.kubelet_port)
+        status["images"] = self.image_list()
+        self.kubelet.allocatable = status["allocatable"]
+        self.node = await self.client.patch("v1", "nodes", self.config.node, {"status": status},
+                                            subresource="status")
+
+    def image_list(self) -> list[dict]:
+        names: dict[str, dict] = {}
+        for info in self.images.list():
+            entry = names.setdefault(info.image_id, {"names": [], "sizeBytes": info.size})
+            entry["names"] += [f"{info.reference.name}@{info.digest}", str(info.reference)]
+        return list(names.values())
+
+    async def status_loop(self) -> None:
+        """Heartbeat the conditions; sooner while the pod CIDR is still missing."""
+        backoff = Backoff(*RETRY)
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL if self.kubelet.pod_cidr else backoff.next())
+            try:
+                await self.post_status()
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.warning("node status: %s", e)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat
+                log.exception("node status")
+
+    async def lease_loop(self) -> None:
+        name = self.config.node
+        while True:
+            try:
+                await self.renew_lease()
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.warning("lease %s: %s", name, e)
+            await asyncio.sleep(LEASE_RENEW_INTERVAL)
+
+    async def renew_lease(self) -> None:
+        name = self.config.node
+        now = micro_time()
+        try:
+            await self.client.patch(LEASE_API, "leases", name,
+                                    {"spec": {"holderIdentity": name, "renewTime": now,
+                                              "leaseDurationSeconds": LEASE_DURATION}},
+                                    LEASE_NAMESPACE)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            owner = [{"apiVersion": "v1", "kind": "Node", "name": name,
+                      "uid": self.node["metadata"]["uid"]}] if self.node else []
+            await self.client.create(LEASE_API, "leases", {
+                "apiVersion": LEASE_API, "kind": "Lease",
+                "metadata": {"name": name, "namespace": LEASE_NAMESPACE, "ownerReferences": owner},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION,
+                         "acquireTime": now, "renewTime": now}}, LEASE_NAMESPACE)
+
+
+def _runc_version() -> str:
+    try:
+        out = subprocess.run(["runc", "--version"], capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return "runc://unknown"
+    first = out.splitlines()[0] if out else ""
+    return "runc://" + (first.split()[-1] if first else "unknown")
