@@ -13,6 +13,7 @@ import re
 import select
 import signal
 import struct
+import subprocess
 import termios
 import time
 import uuid
@@ -320,3 +321,28 @@ def test_python_client_logs_and_exec(kw, ns):
                   stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
     resp.run_forever(timeout=10)
     assert resp.returncode == 4
+
+
+def test_logs_follow_since_and_cli_verbs(kw, ns):
+    kw.apply(pod("ticker", [busybox("c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done")]),
+             "-n", ns)
+    wait_for(lambda: pod_json(kw, ns, "ticker")["status"].get("phase") == "Running", 30, "running")
+    proc = subprocess.Popen(
+        [KUBECTL, f"--cache-dir={kw.cache}", "logs", "-f", "ticker", "-n", ns, "--tail=1"],
+        env=kw.env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(4)]
+    finally:
+        proc.kill()
+        proc.wait()
+    numbers = [int(line.split()[1]) for line in lines]
+    assert numbers == list(range(numbers[0], numbers[0] + 4)), lines
+    time.sleep(2.5)
+    recent = kw.kubectl("logs", "ticker", "-n", ns, "--since=1s").stdout.splitlines()
+    everything = kw.kubectl("logs", "ticker", "-n", ns).stdout.splitlines()
+    assert 1 <= len(recent) <= 6 < len(everything)
+    # the same through the kwire CLI
+    mine = kw.kwire("logs", "ticker", "-n", ns, "--tail", "2").stdout.splitlines()
+    assert len(mine) == 2 and all(line.startswith("tick ") for line in mine)
+    r = kw.kwire("exec", "ticker", "-n", ns, "--", "sh", "-c", "echo via-kwire; exit 2", check=False)
+    assert r.stdout == "via-kwire\n" and r.returncode == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kwire.node.runtime import host, rootfs, sandbox
-from kwire.node.runtime.runc import ContainerState, Runc, _read_sync, _runc_error
+from kwire.node.runtime.runc import ContainerState, Runc, _read_sync, runc_error
 from kwire.node.runtime.spec import ALL_CAPABILITIES
 
 MOUNTINFO = (
@@ -47,8 +47,8 @@ def test_unmount_of_a_path_that_is_not_mounted(tmp_path):
 
 def test_runc_error_message():
     err = b'time="2026-11-26T11:23:46Z" level=error msg="container \\"x\\" does not exist"\n'
-    assert _runc_error(err) == 'container "x" does not exist'
-    assert _runc_error(b"plain failure\n") == "plain failure"
+    assert runc_error(err) == 'container "x" does not exist'
+    assert runc_error(b"plain failure\n") == "plain failure"
 
 
 def test_container_state_from_runc_json():

@@ -156,6 +156,9 @@ async def supervise_controller_manager(config: ClusterConfig, stop: asyncio.Even
 
 
 async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
+    # The controller manager starts first: its imports overlap the server's start-up,
+    # and its clients retry until the server answers.
+    tasks = [asyncio.create_task(supervise_controller_manager(config, stop))]
     registry = load()
     store = SQLiteStore(str(config.db_path))
     allocator = ServiceAllocator(config.service_cidr, config.node_port_range)
@@ -177,9 +180,8 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
         await web.TCPSite(runner, host, config.api_port, ssl_context=ssl_context,
                           backlog=1024).start()
         log.info("serving on https://%s:%d", host, config.api_port)
-    tasks = [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds)),
-             asyncio.create_task(supervise_controller_manager(config, stop)),
-             asyncio.create_task(bootstrap_loop(res, config))]
+    tasks += [asyncio.create_task(compaction_loop(store, config.compaction_interval_seconds)),
+              asyncio.create_task(bootstrap_loop(res, config))]
     try:
         await stop.wait()
     finally:

@@ -26,7 +26,7 @@ from kwire.cli import CLIError
 from kwire.cli.logs import pick_container, pod_name
 from kwire.cli.session import Session, cluster_options, run
 from kwire.client import Client, resource_path
-from kwire.client.rest import _api_error
+from kwire.client.rest import api_error
 
 PROTOCOL = "v5.channel.k8s.io"
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -94,8 +94,7 @@ def exit_of(status: dict | None) -> tuple[int, str]:
 async def exec_session(client: Client, path: str, params: list[tuple[str, str]], stdin: bool,
                        tty: bool) -> dict | None:
     """Run the session; the Status from channel 3 (None when none came)."""
-    # The REST client has no WebSocket call: the session goes through its session.
-    http = client._get_session()
+    http = client.session()
     try:
         ws = await http.ws_connect(client.server + path, params=params, protocols=[PROTOCOL],
                                    autoping=True, max_msg_size=0)
@@ -103,7 +102,7 @@ async def exec_session(client: Client, path: str, params: list[tuple[str, str]],
         # refused before upgrading; kubectl then tries SPDY with a POST, which gets the
         # same checks and answers why
         async with http.post(client.server + path, params=params) as resp:
-            raise _api_error(resp.status, resp.reason, await resp.read())
+            raise api_error(resp.status, resp.reason, await resp.read())
     status = bytearray()
     with _raw_terminal(tty):
         sender = asyncio.create_task(_send_input(ws, stdin, tty))

@@ -14,7 +14,7 @@ import click
 from kwire.cli import CLIError
 from kwire.cli.session import Session, cluster_options, run
 from kwire.client import Client, resource_path
-from kwire.client.rest import _api_error
+from kwire.client.rest import api_error
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 POD_PREFIXES = ("pod/", "pods/", "po/")
@@ -102,13 +102,11 @@ async def stream_to(client: Client, path: str, params: dict, out) -> None:
     """GET a text stream (a log) and copy it to `out` as it comes."""
     query = {k: ("true" if v is True else str(v)) for k, v in params.items()
              if v is not None and v is not False}
-    # The REST client only reads whole JSON answers (Client.request): a stream goes
-    # through its session and its error decoding.
-    async with client._get_session().get(client.server + path, params=query,
+    async with client.session().get(client.server + path, params=query,
                                          headers={"Accept": "*/*"},
                                          timeout=STREAM_TIMEOUT) as resp:
         if resp.status >= 400:
-            raise _api_error(resp.status, resp.reason, await resp.read())
+            raise api_error(resp.status, resp.reason, await resp.read())
         async for chunk in resp.content.iter_any():
             out.write(chunk)
             out.flush()

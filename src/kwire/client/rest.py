@@ -212,7 +212,8 @@ class Client:
 
     # --- session -------------------------------------------------------------------
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session, for streams and WebSockets that request() does not cover."""
         if self._session is None or self._session.closed:
             headers = {"User-Agent": f"kwire/{__version__}", "Accept": JSON}
             if self.token:
@@ -243,12 +244,12 @@ class Client:
         headers = {"Accept": accept}
         if data is not None:
             headers["Content-Type"] = content_type
-        async with self._get_session().request(method, self.server + path,
+        async with self.session().request(method, self.server + path,
                                                params=_params(params), data=data,
                                                headers=headers) as resp:
             raw = await resp.read()
             if resp.status >= 400:
-                raise _api_error(resp.status, resp.reason, raw)
+                raise api_error(resp.status, resp.reason, raw)
             return json.loads(raw) if raw.strip() else None
 
     # --- verbs ---------------------------------------------------------------------
@@ -360,11 +361,11 @@ class Client:
         timeout_seconds = params.get("timeoutSeconds")
         read = timeout_seconds + WATCH_READ_SLACK if timeout_seconds else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read)
-        async with self._get_session().get(self.server + path, params=_params(params),
+        async with self.session().get(self.server + path, params=_params(params),
                                            headers={"Accept": accept},
                                            timeout=timeout) as resp:
             if resp.status >= 400:
-                raise _api_error(resp.status, resp.reason, await resp.read())
+                raise api_error(resp.status, resp.reason, await resp.read())
             buf = b""
             async for chunk in resp.content.iter_any():
                 buf += chunk
@@ -421,7 +422,7 @@ def _delete_options(policy: str | None, grace: int | None, preconditions: dict |
     return body
 
 
-def _api_error(code: int, reason: str | None, raw: bytes) -> ApiError:
+def api_error(code: int, reason: str | None, raw: bytes) -> ApiError:
     try:
         status = json.loads(raw)
     except ValueError:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kwire.client import ApiError, Backoff, Client
+from kwire.client import ApiError, Backoff, Client, Informer
 from kwire.node import nodestatus
 from kwire.node.images import ImageStore
 from kwire.node.kubelet import Kubelet
@@ -78,6 +78,7 @@ class Agent:
         self.runtime = KubeRuntime(config.paths, self.images)
         self.info = nodestatus.machine_info(config.paths.state_dir, _runc_version())
         self.node: dict | None = None
+        self.status_now = asyncio.Event()
         self.kubelet = Kubelet(self.client, config, self.address, self.runtime, self.images)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -118,7 +119,14 @@ class Agent:
                 await asyncio.sleep(backoff.next())
 
     async def post_status(self) -> None:
-        node = await self.client.get("v1", "nodes", self.config.node)
+        try:
+            node = await self.client.get("v1", "nodes", self.config.node)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            log.warning("node %s was deleted; registering it again", self.config.node)
+            await self.register()
+            return
         cidr = (node.get("spec") or {}).get("podCIDR")
         self.kubelet.set_pod_cidr(cidr)
         status = nodestatus.node_status(self.config.node, self.address, self.info, format_time(),
@@ -137,16 +145,33 @@ class Agent:
         return list(names.values())
 
     async def status_loop(self) -> None:
-        """Heartbeat the conditions; sooner while the pod CIDR is still missing."""
-        backoff = Backoff(*RETRY)
-        while True:
-            await asyncio.sleep(STATUS_INTERVAL if self.kubelet.pod_cidr else backoff.next())
-            try:
-                await self.post_status()
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
-                log.warning("node status: %s", e)
-            except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat
-                log.exception("node status")
+        """Heartbeat the conditions every STATUS_INTERVAL, and at once when the Node's
+        pod CIDR arrives (the node is Ready from then on)."""
+        node = Informer(self.client, "v1", "nodes", field_selector=f"metadata.name={self.config.node}")
+        node.add_handler(self._on_node)
+        node.start()
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self.status_now.wait(), STATUS_INTERVAL)
+                except asyncio.TimeoutError:
+                    pass
+                self.status_now.clear()
+                try:
+                    await self.post_status()
+                except (ApiError, OSError, asyncio.TimeoutError) as e:
+                    log.warning("node status: %s", e)
+                    await asyncio.sleep(RETRY[0])
+                    self.status_now.set()
+                except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat
+                    log.exception("node status")
+        finally:
+            await node.stop()
+
+    def _on_node(self, etype: str, node: dict, old: dict | None) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR")
+        if etype != "DELETED" and cidr and cidr != self.kubelet.pod_cidr:
+            self.status_now.set()
 
     async def lease_loop(self) -> None:
         name = self.config.node

@@ -50,6 +50,7 @@ PLEG_PERIOD = 0.2
 RESYNC_PERIOD = 10.0
 DEFAULT_GRACE = 30
 ORPHAN_GRACE = 2
+KEEP_INSTANCES = 2
 
 
 @dataclass
@@ -293,6 +294,7 @@ class Kubelet:
             return BACKOFF_INITIAL
         st.waiting.pop(start.name, None)
         await self.events.event(pod, "Normal", "Started", f"Started container {start.name}")
+        await self.remove_dead_instances(st, start.name)
         hook = (container.get("lifecycle") or {}).get("postStart")
         if hook:
             error = await probes.run_handler(hook, pod_ip=st.sandbox.ips[0] if st.sandbox.ips else "",
@@ -356,6 +358,14 @@ class Kubelet:
             return self.images.resolve(ref)
         except ImageError:
             return None
+
+    async def remove_dead_instances(self, st: PodState, name: str) -> None:
+        """Keep the newest instance and the one before it (`kubectl logs --previous`),
+        as the kubelet's container GC does; older ones go with their overlay roots."""
+        instances = st.containers.get(name) or []
+        for old in instances[:-KEEP_INSTANCES]:
+            await asyncio.to_thread(self.runtime.remove_container, old.cid)
+        st.containers[name] = instances[-KEEP_INSTANCES:]
 
     # ------------------------------------------------------------ termination
 

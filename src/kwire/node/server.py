@@ -47,7 +47,7 @@ from kwire.cluster.config import write_private_file
 from kwire.node import remotecommand
 from kwire.node.logs import LogOptions, flag, read_logs
 from kwire.node.remotecommand import Codec, Launch, Session, StreamOptions
-from kwire.node.runtime.runc import Runc, _runc_error
+from kwire.node.runtime.runc import Runc, runc_error
 
 log = logging.getLogger("kwire.node.server")
 
@@ -250,7 +250,7 @@ def runc_launch(runc: Runc, cid: str, command: list[str], tty: bool, pid_file: P
     """``runc exec`` of `command` in container `cid`; a command that cannot start
     is reported with runc's own message, as the CRI runtimes word it."""
     return Launch(runc.exec_args(cid, command, tty=tty, pid_file=pid_file), pid_file,
-                  explain=lambda out: f"OCI runtime exec failed: {_runc_error(out)}")
+                  explain=lambda out: f"OCI runtime exec failed: {runc_error(out)}")
 
 
 async def _spawn(launch: Launch, opts: StreamOptions,

@@ -106,7 +106,7 @@ class Runc:
         proc = subprocess.run([self.runc, "--root", str(self.root), *args], capture_output=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
-            raise ContainerRuntimeError(_runc_error(proc.stderr) or f"runc {args[0]} failed")
+            raise ContainerRuntimeError(runc_error(proc.stderr) or f"runc {args[0]} failed")
         return proc
 
     # ------------------------------------------------------------ lifecycle
@@ -169,7 +169,7 @@ class Runc:
         pid = int(message.get("data", -1))
         if pid <= 0:
             self._cleanup_failed(cid)
-            raise ContainerRuntimeError(_runc_error(str(message.get("message", "")).encode())
+            raise ContainerRuntimeError(runc_error(str(message.get("message", "")).encode())
                                         or f"runc create {cid} failed")
         return pid
 
@@ -188,7 +188,7 @@ class Runc:
         if proc.returncode != 0:
             if b"does not exist" in proc.stderr or b"not exist" in proc.stderr:
                 return None
-            raise ContainerRuntimeError(_runc_error(proc.stderr) or f"runc state {cid} failed")
+            raise ContainerRuntimeError(runc_error(proc.stderr) or f"runc state {cid} failed")
         return ContainerState.from_json(json.loads(proc.stdout))
 
     def list(self) -> list[ContainerState]:
@@ -207,7 +207,7 @@ class Runc:
         err = proc.stderr
         if b"not running" in err or b"does not exist" in err or b"process already finished" in err:
             return False
-        raise ContainerRuntimeError(_runc_error(err) or f"runc kill {cid} failed")
+        raise ContainerRuntimeError(runc_error(err) or f"runc kill {cid} failed")
 
     def exit_code(self, cid: str) -> int | None:
         """The exit code conmon recorded, or None while the container runs."""
@@ -263,7 +263,7 @@ class Runc:
         conmon to go, and drop its state files; a missing container is fine."""
         proc = self._runc("delete", *(["--force"] if force else []), cid, check=False)
         if proc.returncode != 0 and b"does not exist" not in proc.stderr:
-            raise ContainerRuntimeError(_runc_error(proc.stderr) or f"runc delete {cid} failed")
+            raise ContainerRuntimeError(runc_error(proc.stderr) or f"runc delete {cid} failed")
         pidfile = self.conmon_pidfile(cid)
         pid = _read_pid(pidfile)
         if pid and _is_conmon(pid):
@@ -410,7 +410,7 @@ def _read_sync(fd: int, timeout: float) -> dict[str, Any] | None:
         return None
 
 
-def _runc_error(stderr: bytes) -> str:
+def runc_error(stderr: bytes) -> str:
     """runc's message from its logrus line (``level=error msg="..."``), else the text."""
     text = stderr.decode(errors="replace").strip()
     for line in reversed(text.splitlines()):
