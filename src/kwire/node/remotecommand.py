@@ -52,6 +52,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from kwire.node.logs import flag
+from kwire.node.runtime.runc import read_pid
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
@@ -316,7 +317,7 @@ class _Command(Process):
         if self.proc.returncode is not None:
             return
         # runc exec's command lives in the container, not in runc's process group
-        pid = _read_pid(self.launch.pid_file) if self.launch.pid_file else None
+        pid = read_pid(self.launch.pid_file) if self.launch.pid_file else None
         if pid:
             _signal(pid, signal.SIGKILL)
         try:
@@ -513,14 +514,6 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 # ----------------------------------------------------------------------- the session

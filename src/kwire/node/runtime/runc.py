@@ -265,7 +265,7 @@ class Runc:
         if proc.returncode != 0 and b"does not exist" not in proc.stderr:
             raise ContainerRuntimeError(runc_error(proc.stderr) or f"runc delete {cid} failed")
         pidfile = self.conmon_pidfile(cid)
-        pid = _read_pid(pidfile)
+        pid = read_pid(pidfile)
         if pid and _is_conmon(pid):
             deadline = time.monotonic() + 5
             while _is_conmon(pid) and time.monotonic() < deadline:
@@ -282,7 +282,7 @@ class Runc:
 
     def conmon_pid(self, cid: str) -> int | None:
         """conmon's pid if it is still watching the container."""
-        pid = _read_pid(self.conmon_pidfile(cid))
+        pid = read_pid(self.conmon_pidfile(cid))
         return pid if pid and _is_conmon(pid) else None
 
     # ------------------------------------------------------------ exec
@@ -321,7 +321,7 @@ class Runc:
             try:
                 out, err = proc.communicate(stdin, timeout=timeout)
             except subprocess.TimeoutExpired:
-                pid = _read_pid(pid_file)
+                pid = read_pid(pid_file)
                 if pid:
                     try:
                         os.kill(pid, signal.SIGKILL)
@@ -419,7 +419,7 @@ def runc_error(stderr: bytes) -> str:
     return text
 
 
-def _read_pid(path: Path) -> int | None:
+def read_pid(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
