@@ -210,9 +210,8 @@ def test_failing_readiness_keeps_pod_unready_and_liveness_restarts(kw, ns):
         "exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1})]), "-n", ns)
     kw.apply(pod("web", [{"name": "nginx", "image": "nginx:alpine", "readinessProbe": {
         "httpGet": {"path": "/", "port": 80}, "periodSeconds": 1}}]), "-n", ns)
-    wait_for(lambda: pod_json(kw, ns, "web")["status"].get("conditions") and
-             {c["type"]: c["status"] for c in pod_json(kw, ns, "web")["status"]["conditions"]}
-             ["Ready"] == "True", 30, "web Ready through its httpGet probe")
+    wait_for(lambda: {c["type"]: c["status"] for c in pod_json(kw, ns, "web")["status"].get(
+        "conditions") or []}.get("Ready") == "True", 30, "web Ready through its httpGet probe")
     wait_for(lambda: "running" in statuses(pod_json(kw, ns, "unready")).get("c", {}).get("state", {}),
              30, "unready running")
     time.sleep(3)
@@ -346,3 +345,14 @@ def test_logs_follow_since_and_cli_verbs(kw, ns):
     assert len(mine) == 2 and all(line.startswith("tick ") for line in mine)
     r = kw.kwire("exec", "ticker", "-n", ns, "--", "sh", "-c", "echo via-kwire; exit 2", check=False)
     assert r.stdout == "via-kwire\n" and r.returncode == 2
+
+
+def test_missing_executable_is_a_start_error(kw, ns):
+    kw.apply(pod("nope", [{"name": "c", "image": "busybox", "command": ["/nope"]}],
+                 restartPolicy="Never"), "-n", ns)
+    p = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Failed" else None)(
+        pod_json(kw, ns, "nope")), 30, "Failed")
+    term = statuses(p)["c"]["state"]["terminated"]
+    assert term["exitCode"] == 128 and term["reason"] == "StartError"
+    assert "/nope" in term["message"]
+    assert re.search(r"nope\s+0/1\s+StartError", kw.kubectl("get", "pod", "nope", "-n", ns).stdout)

@@ -3,16 +3,18 @@ from kwire.node.podactions import Backoff, compute_actions, should_restart
 from kwire.node.podstatus import ContainerInfo, PodFacts
 
 NOW = 1_800_000_000.0
+BUSYBOX = "docker.io/library/busybox:latest"
 
 
 def pod(policy="Always", inits=()):
     return {"metadata": {"name": "p", "namespace": "ns", "uid": "u"},
-            "spec": {"restartPolicy": policy, "containers": [{"name": "a"}, {"name": "b"}],
-                     "initContainers": [{"name": n} for n in inits]}}
+            "spec": {"restartPolicy": policy,
+                     "containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox"}],
+                     "initContainers": [{"name": n, "image": "busybox"} for n in inits]}}
 
 
 def info(name, attempt=0, code=None, finished=None):
-    return ContainerInfo(cid=f"x-{attempt}-{name}", name=name, attempt=attempt, image="i",
+    return ContainerInfo(cid=f"x-{attempt}-{name}", name=name, attempt=attempt, image=BUSYBOX,
                          started_at=NOW - 100, exit_code=code, finished_at=finished)
 
 
@@ -80,7 +82,44 @@ def test_back_off_caps_at_five_minutes():
 
 def test_unhealthy_running_container_is_killed():
     facts = PodFacts(containers={"a": [info("a")], "b": [info("b")]})
-    acts = compute_actions(pod(), facts, {"a": "Container a failed liveness probe, will be restarted"},
-                           Backoff(), NOW)
-    assert acts.kill == [("a", "Container a failed liveness probe, will be restarted")]
+    why = "Container a failed liveness probe, will be restarted"
+    acts = compute_actions(pod(), facts, {"a": ("x-0-a", why)}, Backoff(), NOW)
+    assert acts.kill == [("a", why)]
     assert acts.start == []
+    # a verdict about an instance that is gone does not kill its successor
+    facts = PodFacts(containers={"a": [info("a", 1)], "b": [info("b")]})
+    assert compute_actions(pod(), facts, {"a": ("x-0-a", why)}, Backoff(), NOW).kill == []
+
+
+def test_changed_image_restarts_the_container():
+    p = pod()
+    p["spec"]["containers"][0]["image"] = "nginx:alpine"
+    facts = PodFacts(containers={"a": [info("a")], "b": [info("b")]})
+    assert compute_actions(p, facts, {}, Backoff(), NOW).kill == [
+        ("a", "Container a definition changed, will be restarted")]
+
+
+def test_created_but_never_started_instance_is_replaced():
+    stuck = ContainerInfo(cid="x-0-a", name="a", attempt=0, image=BUSYBOX)
+    facts = PodFacts(containers={"a": [stuck], "b": [info("b")]})
+    assert [(s.name, s.attempt) for s in compute_actions(pod(), facts, {}, Backoff(), NOW).start] == [("a", 1)]
+
+
+def test_lost_container_continues_the_restart_count():
+    p = pod()
+    p["status"] = {"containerStatuses": [
+        {"name": "a", "restartCount": 3, "state": {"running": {}}},
+        {"name": "b", "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}
+    acts = compute_actions(p, PodFacts(), {}, Backoff(), NOW)
+    assert [(s.name, s.attempt) for s in acts.start] == [("a", 4), ("b", 0)]
+
+
+def test_back_off_is_forgotten_after_a_long_healthy_run():
+    backoff = Backoff()
+    for _ in range(8):
+        backoff.next(("u", "a"), NOW)
+    assert backoff.in_backoff_since(("u", "a"), NOW, NOW + 1) > 0
+    later = NOW + 3600
+    assert backoff.in_backoff_since(("u", "a"), later, later + 1) == 0
+    backoff.next(("u", "a"), later)
+    assert backoff.delay(("u", "a")) == 10.0

@@ -121,5 +121,40 @@ def test_transition_time_kept_while_status_unchanged():
     assert set(patch) == {"conditions", "containerStatuses"}
 
 
-def test_status_patch_nulls_dropped_keys():
-    assert status_patch({"phase": "Running", "message": "x"}, {"phase": "Running"}) == {"message": None}
+def test_status_patch_nulls_only_what_the_kubelet_owns():
+    assert status_patch({"phase": "Running", "podIP": "10.244.0.5"}, {"phase": "Running"}) == {"podIP": None}
+    assert status_patch({"phase": "Running", "nominatedNodeName": "n"}, {"phase": "Running"}) is None
+
+
+def test_lost_containers_keep_their_previous_status():
+    old = {"phase": "Succeeded", "containerStatuses": [
+        {"name": "a", "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}
+    p = pod(policy="Never", status=old)
+    s = pod_status(p, PodFacts(), NOW)
+    assert s["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    running_before = {"phase": "Running", "containerStatuses": [
+        {"name": "a", "restartCount": 2, "lastState": {"terminated": {"exitCode": 1}},
+         "state": {"running": {}}}]}
+    s = pod_status(pod(status=running_before), PodFacts(), NOW)
+    assert s["containerStatuses"][0]["restartCount"] == 2
+    assert s["containerStatuses"][0]["lastState"] == {"terminated": {"exitCode": 1}}
+
+
+def test_deleted_pod_gets_a_final_phase():
+    facts = PodFacts(containers={"a": [exited("a", 0)]})
+    assert pod_status(pod(), facts, NOW, terminated=True)["phase"] == "Succeeded"
+    facts = PodFacts(containers={"a": [exited("a", 137)]})
+    s = pod_status(pod(), facts, NOW, terminated=True)
+    assert s["phase"] == "Failed"
+    assert cond(s, "Ready")["reason"] == "PodFailed"
+
+
+def test_start_error_and_pod_initializing_reasons():
+    failed = ContainerInfo(cid="abc-0-a", name="a", attempt=0, image="i", started_at=NOW,
+                           finished_at=NOW, exit_code=128, reason="StartError", message="exec: nope")
+    term = pod_status(pod(policy="Never"), PodFacts(containers={"a": [failed]}), NOW)
+    assert term["containerStatuses"][0]["state"]["terminated"]["reason"] == "StartError"
+    assert term["phase"] == "Failed"
+    s = pod_status(pod(("a",), inits=("i1",)), PodFacts(containers={"i1": [exited("i1", 0)]}), NOW)
+    assert s["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert s["initContainerStatuses"][0]["ready"] is True

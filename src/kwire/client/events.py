@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from kwire.client.rest import ApiError, Client
+from kwire.client.rest import TRANSPORT_ERRORS, ApiError, Client
 from kwire.timestamps import format_time
 
 log = logging.getLogger("kwire.client.events")
@@ -41,7 +41,7 @@ class EventRecorder:
                                                        meta.get("namespace") or "default")
             if len(self._seen) > MAX_REMEMBERED:
                 self._seen.pop(next(iter(self._seen)))
-        except (ApiError, OSError) as e:
+        except (ApiError, *TRANSPORT_ERRORS) as e:
             log.warning("event %s %s: %s", reason, meta.get("name"), e)
 
     def forget(self, uid: str) -> None:

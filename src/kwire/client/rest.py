@@ -42,6 +42,9 @@ PATCH_CONTENT_TYPES = {
     "apply": "application/apply-patch+yaml",
 }
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
+TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+"""What a request raises when the server is not there or the connection breaks
+(an API server restart): callers that must outlive it catch these and retry."""
 WATCH_READ_SLACK = 30.0
 
 

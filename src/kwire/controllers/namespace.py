@@ -22,16 +22,14 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-import aiohttp
 
-from kwire.client import (ApiError, ApiResource, Client, Informers, WorkQueue, resource_path,
+from kwire.client import (TRANSPORT_ERRORS, ApiError, ApiResource, Client, Informers, WorkQueue, resource_path,
                           run_workers)
 from kwire.timestamps import format_time
 
 log = logging.getLogger("kwire.namespace")
 
 FINALIZER = "kubernetes"
-TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kwire.client import ApiError, Backoff, Client, Informer
+from kwire.client import TRANSPORT_ERRORS, ApiError, Backoff, Client, Informer
 from kwire.node import nodestatus
 from kwire.node.images import ImageStore
 from kwire.node.kubelet import Kubelet
@@ -114,7 +114,7 @@ class Agent:
                     self.node = await self.client.get("v1", "nodes", name)
                 await self.post_status()
                 return
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
+            except (ApiError, *TRANSPORT_ERRORS) as e:
                 log.warning("registering node %s: %s; retrying", name, e)
                 await asyncio.sleep(backoff.next())
 
@@ -131,8 +131,8 @@ class Agent:
         self.kubelet.set_pod_cidr(cidr)
         status = nodestatus.node_status(self.config.node, self.address, self.info, format_time(),
                                         (node.get("status") or {}).get("conditions"),
-                                        network_ready=bool(cidr), port=self.config.kubelet_port)
-        status["images"] = self.image_list()
+                                        network_ready=bool(cidr), port=self.config.kubelet_port,
+                                        images=self.image_list())
         self.kubelet.allocatable = status["allocatable"]
         self.node = await self.client.patch("v1", "nodes", self.config.node, {"status": status},
                                             subresource="status")
@@ -159,7 +159,7 @@ class Agent:
                 self.status_now.clear()
                 try:
                     await self.post_status()
-                except (ApiError, OSError, asyncio.TimeoutError) as e:
+                except (ApiError, *TRANSPORT_ERRORS) as e:
                     log.warning("node status: %s", e)
                     await asyncio.sleep(RETRY[0])
                     self.status_now.set()
@@ -178,8 +178,10 @@ class Agent:
         while True:
             try:
                 await self.renew_lease()
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
+            except (ApiError, *TRANSPORT_ERRORS) as e:
                 log.warning("lease %s: %s", name, e)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat
+                log.exception("lease %s", name)
             await asyncio.sleep(LEASE_RENEW_INTERVAL)
 
     async def renew_lease(self) -> None:

@@ -50,6 +50,8 @@ PLEG_PERIOD = 0.2
 RESYNC_PERIOD = 10.0
 DEFAULT_GRACE = 30
 ORPHAN_GRACE = 2
+MIN_STOP_GRACE = 2.0
+"""Seconds the stop signal always gets after a preStop hook (upstream's minimumGracePeriodInSeconds)."""
 KEEP_INSTANCES = 2
 
 
@@ -84,7 +86,11 @@ class Kubelet:
         self.states: dict[str, PodState] = {}
         self.restart_backoff = Backoff()
         self.pull_backoff = Backoff()
-        self.unhealthy: dict[str, dict[str, str]] = {}
+        self.unhealthy: dict[str, dict[str, tuple[str, str]]] = {}
+        """Failed liveness/startup verdicts: pod UID -> name -> (container ID, why)."""
+        self.finished: set[str] = set()
+        """Pods whose termination is complete (the final delete was sent): never synced
+        again, as upstream's pod workers remember finished pods."""
         self.events = EventRecorder(client, "kubelet", config.node)
         self.pod_cidr: str | None = None
         self.allocatable: dict[str, str] | None = None
@@ -146,6 +152,9 @@ class Kubelet:
         for info in self.runtime.list_containers():
             parsed = parse_container_id(info.cid)
             st = by_sandbox.get(parsed[0]) if parsed else None
+            if st is None and info.pod_uid:
+                # a finished pod's containers outlive its sandbox (status, logs)
+                st = self.states.setdefault(info.pod_uid, PodState(info.pod_uid))
             if st is None:
                 self.runtime.remove_container(info.cid)
                 continue
@@ -159,6 +168,7 @@ class Kubelet:
         uid = pod["metadata"]["uid"]
         if etype == "DELETED":
             self.pods.pop(uid, None)
+            self.finished.discard(uid)
         else:
             self.pods[uid] = pod
             if old is not None and not _desired_changed(old, pod):
@@ -183,6 +193,8 @@ class Kubelet:
     # ------------------------------------------------------------ sync
 
     async def sync(self, uid: str) -> bool:
+        if uid in self.finished:
+            return True
         pod = self.pods.get(uid)
         st = self.states.get(uid)
         if pod is None:
@@ -195,6 +207,7 @@ class Kubelet:
                                              name=pod["metadata"]["name"], start_time=time.time())
         if st.start_time is None:
             st.start_time = time.time()
+        st.namespace, st.name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         for info in st.running():
             await asyncio.to_thread(self.runtime.refresh, info)
         if pod["metadata"].get("deletionTimestamp"):
@@ -216,6 +229,11 @@ class Kubelet:
         """Sandbox, volumes, containers; returns when to look again (None: on the next event)."""
         if self.conflist is None:
             return None
+        if st.sandbox is not None and not await asyncio.to_thread(self.runtime.sandbox_ready, st.sandbox):
+            await self.events.event(pod, "Normal", "SandboxChanged",
+                                    "Pod sandbox changed, it will be killed and re-created.")
+            await self.kill_pod(st, pod, _grace(pod))
+            await self.remove_sandbox(st)
         if st.sandbox is None:
             try:
                 st.sandbox = await asyncio.to_thread(
@@ -239,11 +257,8 @@ class Kubelet:
         st.waiting = dict(actions.waiting)
         retry = actions.retry_after
         for name, why in actions.kill:
-            info = latest(facts, name)
-            await self.events.event(pod, "Normal", "Killing", why)
             self.unhealthy.get(st.uid, {}).pop(name, None)
-            await asyncio.to_thread(self.runtime.stop_container, info, _grace(pod),
-                                    self._stop_signal(info))
+            await self.stop_one(pod, st, latest(facts, name), _grace(pod), why)
             retry = 0.0
         for start in actions.start:
             wait = await self.start_container(pod, st, start, volume_paths)
@@ -283,15 +298,18 @@ class Kubelet:
             info = await asyncio.to_thread(self.runtime.create_container, pod, container,
                                            st.sandbox, start.attempt, image, image_ref, log_path,
                                            mounts, env)
-            st.containers.setdefault(start.name, []).append(info)
+        except (ContainerRuntimeError, SpecError, volumes.VolumeError, OSError) as e:
+            st.waiting[start.name] = ("CreateContainerConfigError" if isinstance(e, SpecError)
+                                      else "CreateContainerError", str(e))
+            await self.events.event(pod, "Warning", "Failed", f"Error: {e}")
+            return BACKOFF_INITIAL
+        st.containers.setdefault(start.name, []).append(info)
+        if not info.exited:
             await self.events.event(pod, "Normal", "Created", f"Created container {start.name}")
             await asyncio.to_thread(self.runtime.start_container, info)
-        except (ContainerRuntimeError, SpecError, volumes.VolumeError, OSError) as e:
-            st.waiting[start.name] = ("RunContainerError" if not isinstance(e, SpecError)
-                                      else "CreateContainerConfigError", str(e))
-            await self.events.event(pod, "Warning", "Failed", f"Error: {e}")
-            self.restart_backoff.next((st.uid, start.name), time.time())
-            return BACKOFF_INITIAL
+        if info.exited:
+            await self.events.event(pod, "Warning", "Failed", f"Error: {info.message}")
+            return 0.0  # look again at once: the restart policy decides what comes next
         st.waiting.pop(start.name, None)
         await self.events.event(pod, "Normal", "Started", f"Started container {start.name}")
         await self.remove_dead_instances(st, start.name)
@@ -328,8 +346,7 @@ class Kubelet:
                                                                    "already present on machine")
             return ref, present, None
         key = (st.uid, name, ref)
-        now = time.time()
-        wait = self.pull_backoff.in_backoff_since(key, self.pull_backoff.entries.get(key, (0, now))[1], now)
+        wait = self.pull_backoff.remaining(key, time.time())
         if wait > 0:
             st.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{container["image"]}"')
             return ref, None, wait
@@ -346,8 +363,8 @@ class Kubelet:
             st.waiting[name] = ("ErrImagePull", message)
             await self.events.event(pod, "Warning", "Failed", f'Failed to pull image "{container["image"]}": {message}')
             await self.events.event(pod, "Warning", "Failed", "Error: ErrImagePull")
-            return ref, None, self.pull_backoff.entries[key][0]
-        self.pull_backoff.forget(st.uid)
+            return ref, None, 1.0  # the next sync shows ImagePullBackOff until the back-off ends
+        self.pull_backoff.forget_pod(st.uid)
         await self.events.event(pod, "Normal", "Pulled",
                                 f'Successfully pulled image "{container["image"]}" in '
                                 f"{time.monotonic() - started:.3f}s")
@@ -360,11 +377,13 @@ class Kubelet:
             return None
 
     async def remove_dead_instances(self, st: PodState, name: str) -> None:
-        """Keep the newest instance and the one before it (`kubectl logs --previous`),
-        as the kubelet's container GC does; older ones go with their overlay roots."""
+        """Keep the newest instance and the one before it (`kubectl logs --previous`);
+        older ones go with their overlay roots and logs (upstream's container GC keeps
+        one dead instance per container by default, the same thing once one runs)."""
         instances = st.containers.get(name) or []
         for old in instances[:-KEEP_INSTANCES]:
             await asyncio.to_thread(self.runtime.remove_container, old.cid)
+            Path(old.log_path).unlink(missing_ok=True)
         st.containers[name] = instances[-KEEP_INSTANCES:]
 
     # ------------------------------------------------------------ termination
@@ -376,8 +395,9 @@ class Kubelet:
         grace = pod["metadata"].get("deletionGracePeriodSeconds")
         self.prober.stop_liveness_and_startup(st.uid)
         await self.kill_pod(st, pod, DEFAULT_GRACE if grace is None else grace)
-        await self.write_status(pod, st)
+        await self.write_status(pod, st, terminated=True)
         await self.remove_pod(st)
+        self.finished.add(st.uid)
         meta = pod["metadata"]
         try:
             await self.client.delete("v1", "pods", meta["name"], meta["namespace"],
@@ -388,30 +408,29 @@ class Kubelet:
         return True
 
     async def kill_pod(self, st: PodState, pod: dict | None, grace: float) -> None:
-        running = st.running()
-        if not running:
-            return
-        containers = {c["name"]: c for c in ((pod or {}).get("spec") or {}).get("containers") or []}
+        await asyncio.gather(*(self.stop_one(pod, st, info, grace) for info in st.running()))
 
-        async def kill(info: ContainerInfo) -> None:
-            deadline = time.monotonic() + grace
-            if pod is not None:
-                await self.events.event(pod, "Normal", "Killing", f"Stopping container {info.name}")
-            hook = ((containers.get(info.name) or {}).get("lifecycle") or {}).get("preStop")
-            if hook and grace > 0:
-                try:
-                    await asyncio.wait_for(
-                        probes.run_handler(hook, pod_ip=st.sandbox.ips[0] if st.sandbox and st.sandbox.ips else "",
-                                           container=containers[info.name], exec_fn=self._exec_for(info.cid),
-                                           pod=pod),
-                        timeout=grace)
-                except asyncio.TimeoutError:
-                    pass
-            remaining = max(0.0, deadline - time.monotonic())
-            await asyncio.to_thread(self.runtime.stop_container, info, remaining,
-                                    self._stop_signal(info))
-
-        await asyncio.gather(*(kill(c) for c in running))
+    async def stop_one(self, pod: dict | None, st: PodState, info: ContainerInfo, grace: float,
+                       why: str = "") -> None:
+        """upstream killContainer: the Killing event, the preStop hook within the grace
+        period, then the stop signal with what is left (at least 2 s) and SIGKILL."""
+        spec = (pod or {}).get("spec") or {}
+        container = next((c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+                          if c["name"] == info.name), {})
+        deadline = time.monotonic() + grace
+        if pod is not None:
+            await self.events.event(pod, "Normal", "Killing", why or f"Stopping container {info.name}")
+        hook = (container.get("lifecycle") or {}).get("preStop")
+        if hook and grace > 0:
+            try:
+                await asyncio.wait_for(
+                    probes.run_handler(hook, pod_ip=st.sandbox.ips[0] if st.sandbox and st.sandbox.ips else "",
+                                       container=container, exec_fn=self._exec_for(info.cid), pod=pod),
+                    timeout=grace)
+            except asyncio.TimeoutError:
+                pass
+        remaining = max(deadline - time.monotonic(), min(grace, MIN_STOP_GRACE))
+        await asyncio.to_thread(self.runtime.stop_container, info, remaining, self._stop_signal(info))
 
     def _stop_signal(self, info: ContainerInfo) -> str:
         image = self._resolve(info.image)
@@ -436,8 +455,8 @@ class Kubelet:
                           ignore_errors=True)
         self.states.pop(st.uid, None)
         self.unhealthy.pop(st.uid, None)
-        self.restart_backoff.forget(st.uid)
-        self.pull_backoff.forget(st.uid)
+        self.restart_backoff.forget_pod(st.uid)
+        self.pull_backoff.forget_pod(st.uid)
         self.events.forget(st.uid)
 
     # ------------------------------------------------------------ status
@@ -452,8 +471,8 @@ class Kubelet:
                         [i["ip"] for i in (pod.get("status") or {}).get("podIPs") or []],
                         host_ip=self.node_ip, start_time=st.start_time, images=st.images)
 
-    async def write_status(self, pod: dict, st: PodState) -> dict | None:
-        status = pod_status(pod, self.facts(pod, st), time.time())
+    async def write_status(self, pod: dict, st: PodState, terminated: bool = False) -> dict | None:
+        status = pod_status(pod, self.facts(pod, st), time.time(), terminated=terminated)
         patch = status_patch(pod.get("status") or {}, status)
         if patch is None:
             return status
@@ -465,18 +484,21 @@ class Kubelet:
             if e.code in (404, 409):
                 return None
             raise
-        if updated.get("metadata", {}).get("uid") == st.uid and st.uid in self.pods:
-            self.pods[st.uid] = updated
+        current = self.pods.get(st.uid)
+        if current is not None and _rv(updated) > _rv(current):
+            self.pods[st.uid] = updated  # never over a newer object the watch brought
         return status
 
     # ------------------------------------------------------------ probes
 
     def _on_probe(self, uid: str, container: str, probe_type: probes.ProbeType,
                   result: probes.ProbeResult) -> None:
-        if (probe_type in (probes.ProbeType.liveness, probes.ProbeType.startup)
+        st = self.states.get(uid)
+        running = next((c for c in st.running() if c.name == container), None) if st else None
+        if (running is not None and probe_type in (probes.ProbeType.liveness, probes.ProbeType.startup)
                 and result == probes.ProbeResult.Failure):
             self.unhealthy.setdefault(uid, {})[container] = (
-                f"Container {container} failed {probe_type.value} probe, will be restarted")
+                running.cid, f"Container {container} failed {probe_type.value} probe, will be restarted")
         self.queue.add(uid)
 
     async def _on_probe_event(self, uid: str, container: str, reason: str, message: str) -> None:
@@ -555,7 +577,9 @@ class Kubelet:
             raise ContainerUnavailable(404, f'pod "{name}" not found on node "{self.node}"')
         instances = st.containers.get(container) or []
         if previous:
-            older = [c for c in instances[:-1] if c.exited]
+            # while a crashed container waits to restart, its latest instance is the previous one
+            candidates = instances[:-1] if instances and instances[-1].running else instances
+            older = [c for c in candidates if c.exited]
             if not older:
                 raise ContainerUnavailable(
                     400, f'previous terminated container "{container}" in pod "{name}" not found')
@@ -567,6 +591,10 @@ class Kubelet:
                     400, f'container "{container}" in pod "{name}" is waiting to start: {reason}')
             info = instances[-1]
         return ContainerHandle(cid=info.cid, log_path=Path(info.log_path), running=info.running)
+
+
+def _rv(obj: Mapping) -> int:
+    return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
 
 
 def _desired_changed(old: Mapping, new: Mapping) -> bool:

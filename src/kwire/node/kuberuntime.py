@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import time
 from collections.abc import Sequence
@@ -97,6 +96,10 @@ class KubeRuntime:
             out.append(PodSandbox(sb, ips))
         return out
 
+    def sandbox_ready(self, psb: PodSandbox) -> bool:
+        """Network set up and namespace still there (else it must be made anew)."""
+        return bool(psb.ips) and sandbox.netns_exists(psb.sandbox)
+
     def remove_sandbox(self, psb: PodSandbox, conflist: dict[str, Any] | None) -> None:
         """CNI DEL (best effort: the namespace goes anyway), then the namespaces."""
         if conflist is not None:
@@ -117,7 +120,10 @@ class KubeRuntime:
     def create_container(self, pod: dict, container: dict, psb: PodSandbox, attempt: int,
                          image: Image, image_ref: str, log_path: Path,
                          mounts: Sequence[Mount], env: Sequence[tuple[str, str]]) -> ContainerInfo:
-        """Root filesystem, spec and a created (not yet started) runc container."""
+        """Root filesystem, spec and a created (not yet started) runc container. runc
+        failing to create the process (a missing executable) ends the instance as a
+        StartError (see start_container), as the kubelet reports it; other failures
+        (the image's root, the spec) raise and leave nothing behind."""
         cid = container_id(psb.id, attempt, container["name"])
         cdir = self.container_dir(cid)
         if self.runc.state(cid) is not None:
@@ -132,18 +138,36 @@ class KubeRuntime:
                               annotations={ANN_SANDBOX_ID: psb.id, ANN_ATTEMPT: str(attempt)})
             info = ContainerInfo(cid=cid, name=container["name"], attempt=attempt, image=image_ref,
                                  image_id=f"{image.reference.name}@{image.digest}",
-                                 created_at=time.time(), log_path=str(log_path))
+                                 created_at=time.time(), log_path=str(log_path),
+                                 pod_uid=psb.pod_uid)
             self._save(info)
-            self.runc.create(cid, cdir / "bundle", spec, log_path)
         except BaseException:
             self.remove_container(cid)
             raise
+        try:
+            self.runc.create(cid, cdir / "bundle", spec, log_path)
+        except ContainerRuntimeError as e:
+            self._start_failed(info, e)
         return info
 
     def start_container(self, info: ContainerInfo) -> None:
-        self.runc.start(info.cid)
+        """Start; on failure the instance ends as a StartError (check info.exited)."""
+        try:
+            self.runc.start(info.cid)
+        except ContainerRuntimeError as e:
+            self._start_failed(info, e)
+            return
         info.started_at = time.time()
         self._save(info)
+
+    def _start_failed(self, info: ContainerInfo, error: ContainerRuntimeError) -> None:
+        """Kept as a terminated instance with exit code 128, reason StartError, as
+        upstream reports a process that could not start; the restart policy and the
+        back-off take it from there."""
+        info.exit_code, info.reason, info.message = 128, "StartError", str(error)
+        info.started_at = info.finished_at = time.time()
+        self._save(info)
+        self.runc.delete(info.cid, force=True)
 
     def _save(self, info: ContainerInfo) -> None:
         path = self.container_dir(info.cid) / "meta.json"
@@ -170,7 +194,7 @@ class KubeRuntime:
             state = self.runc.state(info.cid)
             if state is not None and state.status in ("running", "created", "paused"):
                 return False
-            code, info.reason = 255 if state is None else 0, "Unknown"
+            code, info.reason = 255, "Unknown"
         info.exit_code = code
         info.finished_at = self.runc.finished_at(info.cid) or time.time()
         self._save(info)
@@ -192,9 +216,9 @@ class KubeRuntime:
         self.refresh(info)
 
     def remove_container(self, cid: str) -> None:
+        """The runc container, its overlay root and its record (not its log)."""
         try:
             self.runc.delete(cid, force=True)
         except ContainerRuntimeError as e:
             log.warning("removing %s: %s", cid, e)
         rootfs.remove_rootfs(self.container_dir(cid))
-        shutil.rmtree(self.container_dir(cid), ignore_errors=True)

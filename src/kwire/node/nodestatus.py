@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kwire import KUBE_VERSION
@@ -26,7 +26,6 @@ class MachineInfo:
     os_image: str = ""
     runtime_version: str = "runc://unknown"
     architecture: str = "amd64"
-    images: list[dict] = field(default_factory=list)
 
 
 def _read(path: str) -> str:
@@ -98,7 +97,7 @@ def conditions(now: str, previous: list[dict] | None, network_ready: bool) -> li
 
 def node_status(node: str, address: str, info: MachineInfo, now: str,
                 previous: list[dict] | None = None, *, network_ready: bool = True,
-                port: int = KUBELET_PORT) -> dict:
+                port: int = KUBELET_PORT, images: list[dict] | None = None) -> dict:
     cap = capacity(info)
     return {
         "capacity": cap,
@@ -114,7 +113,7 @@ def node_status(node: str, address: str, info: MachineInfo, now: str,
             "kubeletVersion": KUBE_VERSION, "kubeProxyVersion": KUBE_VERSION,
             "operatingSystem": "linux", "architecture": info.architecture,
         },
-        "images": info.images,
+        "images": images or [],
     }
 
 

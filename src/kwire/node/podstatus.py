@@ -32,6 +32,7 @@ class ContainerInfo:
     reason: str = ""
     message: str = ""
     log_path: str = ""
+    pod_uid: str = ""
 
     @property
     def running(self) -> bool:
@@ -97,14 +98,22 @@ def init_succeeded(facts: PodFacts, name: str) -> bool:
 
 
 def container_status(facts: PodFacts, container: Mapping, *, init: bool = False,
-                     initializing: bool = False) -> dict:
+                     initializing: bool = False, previous: Mapping | None = None) -> dict:
+    """One entry of (init)containerStatuses. A container the node holds no instance of
+    (never started, or lost with an agent restart) keeps what the previous status said
+    of it: a terminated state whole, else its restartCount and lastState, as upstream's
+    convertToAPIContainerStatuses starts from the old status."""
     name = container["name"]
     cur = latest(facts, name)
     waiting = facts.waiting.get(name)
+    previous = previous or {}
+    if cur is None and waiting is None and "terminated" in (previous.get("state") or {}):
+        return dict(previous)
     status: dict = {"name": name, "image": facts.images.get(name) or container.get("image", ""),
                     "imageID": cur.image_id if cur else "",
-                    "restartCount": cur.attempt if cur else 0,
-                    "ready": False, "started": False, "lastState": {}}
+                    "restartCount": cur.attempt if cur else previous.get("restartCount", 0),
+                    "ready": False, "started": False,
+                    "lastState": {} if cur else dict(previous.get("lastState") or {})}
     if cur is not None:
         status["containerID"] = cur.container_id
     if cur is not None and cur.running:
@@ -126,22 +135,25 @@ def container_status(facts: PodFacts, container: Mapping, *, init: bool = False,
         prev = _last_exited(facts, name, skip_latest=True)
         if prev is not None:
             status["lastState"] = {"terminated": prev.terminated()}
+        status["ready"] = init and cur.exit_code == 0
     else:
         reason = "PodInitializing" if initializing else "ContainerCreating"
         status["state"] = {"waiting": {"reason": reason}}
-    if not status.get("imageID"):
-        status.pop("imageID")
-        status["imageID"] = ""
     return status
 
 
-def phase(pod: Mapping, facts: PodFacts, statuses: list[dict], init_statuses: list[dict]) -> str:
-    """upstream getPhase."""
+def phase(pod: Mapping, facts: PodFacts, statuses: list[dict], init_statuses: list[dict],
+          terminated: bool = False) -> str:
+    """upstream getPhase; ``terminated``: every container of the pod has been stopped
+    for good (deletion), so the phase is final whatever the restart policy."""
     spec = pod.get("spec") or {}
     policy = spec.get("restartPolicy") or "Always"
     current = (pod.get("status") or {}).get("phase")
     if current in TERMINAL:
         return current
+    if terminated:
+        codes = [((s.get("state") or {}).get("terminated") or {}).get("exitCode") for s in statuses]
+        return "Succeeded" if codes and all(c == 0 for c in codes) else "Failed"
     for s, c in zip(init_statuses, spec.get("initContainers") or []):
         if not init_succeeded(facts, c["name"]):
             term = (s.get("state") or {}).get("terminated")
@@ -191,22 +203,26 @@ def _condition(type_: str, ok: bool, now: str, previous: Mapping[str, dict],
     return out
 
 
-def pod_status(pod: Mapping, facts: PodFacts, now: float) -> dict:
-    """The whole status the agent writes for pod."""
+def pod_status(pod: Mapping, facts: PodFacts, now: float, *, terminated: bool = False) -> dict:
+    """The whole status the agent writes for pod (``terminated``: see phase())."""
     spec = pod.get("spec") or {}
     old = pod.get("status") or {}
     stamp = format_time(now)
     inits = spec.get("initContainers") or []
-    init_statuses = [container_status(facts, c, init=True) for c in inits]
-    initialized = all(init_succeeded(facts, c["name"]) for c in inits)
-    statuses = [container_status(facts, c, initializing=not initialized)
+    before = {s["name"]: s for s in (old.get("initContainerStatuses") or [])
+              + (old.get("containerStatuses") or [])}
+    init_statuses = [container_status(facts, c, init=True, initializing=True,
+                                      previous=before.get(c["name"])) for c in inits]
+    statuses = [container_status(facts, c, initializing=bool(inits), previous=before.get(c["name"]))
                 for c in spec.get("containers") or []]
-    ph = phase(pod, facts, statuses, init_statuses)
+    ph = phase(pod, facts, statuses, init_statuses, terminated)
     if ph in TERMINAL:
         for s in init_statuses + statuses:
             s["ready"] = False
     previous = {c["type"]: c for c in old.get("conditions") or []}
-    pending_init = [c["name"] for c in inits if not init_succeeded(facts, c["name"])]
+    pending_init = [c["name"] for c, st in zip(inits, init_statuses)
+                    if not init_succeeded(facts, c["name"])
+                    and ((st.get("state") or {}).get("terminated") or {}).get("exitCode") != 0]
     unready = [s["name"] for s in statuses if not s["ready"]]
     conditions = [_condition("PodReadyToStartContainers", facts.sandbox_ready, stamp, previous)]
     if ph == "Succeeded" and not pending_init:
@@ -215,9 +231,10 @@ def pod_status(pod: Mapping, facts: PodFacts, now: float) -> dict:
         conditions.append(_condition("Initialized", not pending_init, stamp, previous,
                                      "" if not pending_init else "ContainersNotInitialized",
                                      f"containers with incomplete status: [{' '.join(pending_init)}]"))
-    if ph == "Succeeded":
-        conditions.append(_condition("Ready", False, stamp, previous, "PodCompleted"))
-        conditions.append(_condition("ContainersReady", False, stamp, previous, "PodCompleted"))
+    if ph in TERMINAL:
+        reason = "PodCompleted" if ph == "Succeeded" else "PodFailed"
+        conditions.append(_condition("Ready", False, stamp, previous, reason))
+        conditions.append(_condition("ContainersReady", False, stamp, previous, reason))
     else:
         message = f"containers with unready status: [{' '.join(unready)}]"
         reason = "" if not unready else "ContainersNotReady"
@@ -245,11 +262,15 @@ def pod_status(pod: Mapping, facts: PodFacts, now: float) -> dict:
     return status
 
 
+OWNED = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
+         "initContainerStatuses", "containerStatuses")
+"""The status fields the kubelet writes; others (reason, message, nominatedNodeName,
+resize...) belong to other writers and are left alone."""
+
+
 def status_patch(old: Mapping, new: Mapping) -> dict | None:
-    """A merge patch of status turning old into new (None when equal): keys new
-    does not have are nulled, lists and maps replaced whole."""
-    if dict(old) == dict(new):
-        return None
+    """A merge patch of status turning old into new (None when equal): owned keys
+    new does not have are nulled, lists and maps replaced whole."""
     patch = {k: v for k, v in new.items() if old.get(k) != v}
-    patch.update({k: None for k in old if k not in new})
-    return patch
+    patch.update({k: None for k in OWNED if k in old and k not in new})
+    return patch or None
