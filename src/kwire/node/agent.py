@@ -19,6 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kwire.client import TRANSPORT_ERRORS, ApiError, Backoff, Client, Informer
+from kwire.net.overlay import VXLAN, annotations_patch, overlay_fields
+from kwire.net.overlay_apply import Overlay, OverlayError
 from kwire.node import nodestatus
 from kwire.node.images import ImageStore
 from kwire.node.kubelet import Kubelet
@@ -38,6 +40,9 @@ STATUS_INTERVAL = 10.0
 RETRY = (0.1, 2.0)
 """First and longest wait between tries while the API server is not there yet (an agent
 starts next to its server) or the pod CIDR not assigned."""
+OVERLAY_RESYNC = 30.0
+"""How often the overlay is checked against the kernel when no Node changed (flannel's
+host-gw checks its routes every 10 s), and the longest wait between failed tries."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class AgentConfig:
     cluster_dns: str = "10.96.0.10"
     cluster_domain: str = "cluster.local"
     kubelet_port: int = nodestatus.KUBELET_PORT
+    backend: str = VXLAN
+    """The overlay between nodes: "vxlan" or "host-gw" (net/overlay.py)."""
 
 
 def source_address(server: str) -> str:
@@ -79,13 +86,16 @@ class Agent:
         self.info = nodestatus.machine_info(config.paths.state_dir, _runc_version())
         self.node: dict | None = None
         self.status_now = asyncio.Event()
+        self.overlay = Overlay(config.backend, self.address)
+        """Its pod_mtu is the MTU this node's pods get."""
+        self.overlay_now = asyncio.Event()
         self.kubelet = Kubelet(self.client, config, self.address, self.runtime, self.images)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             await self.register()
             tasks = [asyncio.create_task(c) for c in (self.lease_loop(), self.status_loop(),
-                                                      self.kubelet.run())]
+                                                      self.overlay_loop(), self.kubelet.run())]
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for t in [stopper, *tasks]:
@@ -128,7 +138,9 @@ class Agent:
             await self.register()
             return
         cidr = (node.get("spec") or {}).get("podCIDR")
-        self.kubelet.set_pod_cidr(cidr)
+        if cidr and cidr != self.kubelet.pod_cidr:
+            mtu = await asyncio.to_thread(lambda: self.overlay.pod_mtu)
+            self.kubelet.set_pod_cidr(cidr, mtu)
         status = nodestatus.node_status(self.config.node, self.address, self.info, format_time(),
                                         (node.get("status") or {}).get("conditions"),
                                         network_ready=bool(cidr), port=self.config.kubelet_port,
@@ -172,6 +184,49 @@ class Agent:
         cidr = (node.get("spec") or {}).get("podCIDR")
         if etype != "DELETED" and cidr and cidr != self.kubelet.pod_cidr:
             self.status_now.set()
+
+    async def overlay_loop(self) -> None:
+        """Keep the routes, neighbours and FDB entries to every other node in step with
+        the Nodes, and publish this node's VTEP in its Node's annotations."""
+        nodes = Informer(self.client, "v1", "nodes")
+        nodes.add_handler(self._on_any_node)
+        nodes.start()
+        backoff = Backoff(RETRY[0], OVERLAY_RESYNC)
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self.overlay_now.wait(), OVERLAY_RESYNC)
+                except asyncio.TimeoutError:
+                    pass
+                self.overlay_now.clear()
+                if not nodes.has_synced:
+                    continue
+                try:
+                    await self.sync_overlay(nodes.store.list())
+                    backoff.reset()
+                    continue
+                except (OverlayError, ApiError, *TRANSPORT_ERRORS) as e:
+                    log.warning("overlay: %s", e)
+                except Exception:  # noqa: BLE001 - a bug here must not stop the agent
+                    log.exception("overlay")
+                await asyncio.sleep(backoff.next())
+                self.overlay_now.set()
+        finally:
+            await nodes.stop()
+
+    def _on_any_node(self, etype: str, node: dict, old: dict | None) -> None:
+        if old is None or etype == "DELETED" or overlay_fields(node) != overlay_fields(old):
+            self.overlay_now.set()
+
+    async def sync_overlay(self, nodes: list[dict]) -> None:
+        result = await asyncio.to_thread(self.overlay.reconcile, self.config.node, nodes)
+        if result.commands:
+            log.info("overlay: %s", "; ".join(" ".join(cmd) for cmd in result.commands))
+        me = next((n for n in nodes if n["metadata"]["name"] == self.config.node), None)
+        if me is not None and result.annotations:
+            patch = annotations_patch(me, result.annotations)
+            if patch:
+                await self.client.patch("v1", "nodes", self.config.node, patch)
 
     async def lease_loop(self) -> None:
         name = self.config.node

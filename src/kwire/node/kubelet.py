@@ -15,7 +15,6 @@ pure `compute_actions`; the rest only carries it out.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import time
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING
 from kwire.client import ApiError, Client, Informer, WorkQueue, run_workers
 from kwire.client.events import EventRecorder
 from kwire.cni import invoke as cni
-from kwire.cni.netconf import default_conflist
+from kwire.cni import netconf
 from kwire.node import envvars, probes, volumes
 from kwire.node.images import (ImageError, ImageStore, MissingPackages, ensure_builtin_images, is_builtin,
                                parse_reference)
@@ -95,7 +94,7 @@ class Kubelet:
         self.pod_cidr: str | None = None
         self.allocatable: dict[str, str] | None = None
         """The Node's status.allocatable, for unset limits in resourceFieldRef."""
-        self.conflist: dict | None = None
+        self.network: cni.CniNetwork | None = None
         self.informer = Informer(client, "v1", "pods", field_selector=f"spec.nodeName={config.node}")
         self.service_informer = Informer(client, "v1", "services")
         self.prober = probes.Prober(self._on_probe, self._exec_for, on_event=self._on_probe_event)
@@ -104,16 +103,14 @@ class Kubelet:
 
     # ------------------------------------------------------------ wiring
 
-    def set_pod_cidr(self, cidr: str | None) -> None:
+    def set_pod_cidr(self, cidr: str | None, mtu: int = 1500) -> None:
         """Write the node's network configuration once the pod subnet is known."""
         if not cidr or cidr == self.pod_cidr:
             return
         self.pod_cidr = cidr
-        conflist = default_conflist(cidr, self.config.paths.cni / "ipam")
-        conf_dir = self.config.paths.cni / "net.d"
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        (conf_dir / "10-kwire.conflist").write_text(json.dumps(conflist, indent=1))
-        self.conflist = cni.load_conflist(conf_dir)
+        cni_dir = self.config.paths.cni
+        conf_dir = netconf.write_node_config(cni_dir, cidr, mtu)
+        self.network = cni.CniNetwork.load(conf_dir, cni.default_bin_dirs(), cni_dir / netconf.CACHE_DIR)
         for uid in self.pods:
             self.queue.add(uid)
 
@@ -227,8 +224,8 @@ class Kubelet:
 
     async def sync_running(self, pod: dict, st: PodState) -> float | None:
         """Sandbox, volumes, containers; returns when to look again (None: on the next event)."""
-        if self.conflist is None:
-            return None
+        if self.network is None and not (pod.get("spec") or {}).get("hostNetwork"):
+            return None  # the network plugin is not ready; hostNetwork pods do not need it
         if st.sandbox is not None and not await asyncio.to_thread(self.runtime.sandbox_ready, st.sandbox):
             await self.events.event(pod, "Normal", "SandboxChanged",
                                     "Pod sandbox changed, it will be killed and re-created.")
@@ -237,7 +234,7 @@ class Kubelet:
         if st.sandbox is None:
             try:
                 st.sandbox = await asyncio.to_thread(
-                    self.runtime.run_sandbox, pod, pod_hostname(pod), self.conflist)
+                    self.runtime.run_sandbox, pod, self.hostname(pod), self.network, (self.node_ip,))
             except (SandboxError, cni.CniError, OSError) as e:
                 await self.events.event(pod, "Warning", "FailedCreatePodSandBox",
                                         f"Failed to create pod sandbox: {e}")
@@ -438,7 +435,7 @@ class Kubelet:
 
     async def remove_sandbox(self, st: PodState) -> None:
         if st.sandbox is not None:
-            await asyncio.to_thread(self.runtime.remove_sandbox, st.sandbox, self.conflist)
+            await asyncio.to_thread(self.runtime.remove_sandbox, st.sandbox, self.network)
             st.sandbox = None
 
     async def remove_pod(self, st: PodState) -> None:
@@ -511,8 +508,18 @@ class Kubelet:
 
     # ------------------------------------------------------------ pod files and lookups
 
+    def hostname(self, pod: dict) -> str:
+        """A hostNetwork pod has the node's name as hostname, as on a real node."""
+        return self.node if (pod.get("spec") or {}).get("hostNetwork") else pod_hostname(pod)
+
     def hosts(self, pod: dict, ips: tuple[str, ...]) -> str:
+        """/etc/hosts as the kubelet writes it (for hostNetwork pods: the node's own)."""
         spec = pod.get("spec") or {}
+        if spec.get("hostNetwork"):
+            try:
+                return Path("/etc/hosts").read_text()
+            except OSError:
+                return hosts_file(self.node)
         hostname = pod_hostname(pod)
         fqdn = None
         if spec.get("subdomain"):
@@ -524,6 +531,8 @@ class Kubelet:
         """resolv.conf per dnsPolicy and dnsConfig, as the kubelet writes it."""
         spec = pod.get("spec") or {}
         policy = spec.get("dnsPolicy") or "ClusterFirst"
+        if policy == "ClusterFirst" and spec.get("hostNetwork"):
+            policy = "Default"  # upstream: only ClusterFirstWithHostNet gives these pods the cluster DNS
         cfg = spec.get("dnsConfig") or {}
         if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
             base = cluster_first_resolv_conf(pod["metadata"]["namespace"], self.config.cluster_dns,

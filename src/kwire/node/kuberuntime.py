@@ -17,9 +17,9 @@ import re
 import signal
 import time
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from kwire.cni import invoke as cni
 from kwire.node.images import Image, ImageStore
@@ -69,22 +69,35 @@ class KubeRuntime:
 
     # ------------------------------------------------------------ sandboxes
 
-    def run_sandbox(self, pod: dict, hostname: str, conflist: dict[str, Any]) -> PodSandbox:
-        """Namespaces and files (see runtime/sandbox.py), then the pod network by CNI ADD."""
+    def run_sandbox(self, pod: dict, hostname: str, network: cni.CniNetwork,
+                    host_ips: tuple[str, ...]) -> PodSandbox:
+        """Namespaces and files (see runtime/sandbox.py), then the pod network by CNI
+        ADD; a hostNetwork pod shares the node's network and has its addresses."""
         meta = pod["metadata"]
+        host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         sb = sandbox.create(hostname, root=self.paths.sandboxes, pod_uid=meta["uid"],
-                            pod_name=meta["name"], pod_namespace=meta["namespace"])
+                            pod_name=meta["name"], pod_namespace=meta["namespace"],
+                            host_network=host_network)
+        added = False
         try:
-            result = cni.add(conflist, self._attachment(sb))
-            ips = tuple(cni.pod_ips(result))
-            (Path(sb.dir) / "network.json").write_text(json.dumps({"result": result, "ips": ips}))
+            if host_network:
+                data: dict[str, Any] = {}
+                ips = host_ips
+            else:
+                result = network.add(self._attachment(sb), cni.pod_runtime_config(pod))
+                added = True
+                data, ips = result.data, tuple(result.pod_ips())
+            (Path(sb.dir) / "network.json").write_text(json.dumps({"result": data, "ips": ips}))
         except BaseException:
+            if added:
+                network.delete(self._attachment(sb))
             sandbox.teardown(sb)
             raise
         return PodSandbox(sb, ips)
 
     def _attachment(self, sb: sandbox.Sandbox) -> cni.Attachment:
-        return cni.Attachment(container_id=sb.id, netns=sb.netns)
+        return cni.Attachment(container_id=sb.id, netns=sb.netns, pod_namespace=sb.pod_namespace,
+                              pod_name=sb.pod_name, pod_uid=sb.pod_uid)
 
     def list_sandboxes(self) -> list[PodSandbox]:
         out = []
@@ -100,11 +113,11 @@ class KubeRuntime:
         """Network set up and namespace still there (else it must be made anew)."""
         return bool(psb.ips) and sandbox.netns_exists(psb.sandbox)
 
-    def remove_sandbox(self, psb: PodSandbox, conflist: dict[str, Any] | None) -> None:
+    def remove_sandbox(self, psb: PodSandbox, network: cni.CniNetwork | None) -> None:
         """CNI DEL (best effort: the namespace goes anyway), then the namespaces."""
-        if conflist is not None:
+        if network is not None and not psb.sandbox.host_network:
             try:
-                cni.delete(conflist, self._attachment(psb.sandbox))
+                network.delete(self._attachment(psb.sandbox))
             except (cni.CniError, OSError) as e:
                 log.warning("sandbox %s: CNI DEL: %s", psb.id, e)
         sandbox.teardown(psb.sandbox)

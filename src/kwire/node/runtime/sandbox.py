@@ -45,7 +45,7 @@ from kwire.node.runtime.spec import SHM_SIZE, SandboxPaths, hosts_file
 DEFAULT_ROOT = Path("/run/kwire/sandboxes")
 NETNS_DIR = Path("/run/netns")
 NETNS_PREFIX = "kwire-"
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND = 2, 4, 8, 4096
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 
 
@@ -64,7 +64,14 @@ class Sandbox:
     pod_namespace: str = ""
 
     @property
+    def host_network(self) -> bool:
+        return not self.netns_name
+
+    @property
     def netns(self) -> str:
+        """The pod's own named netns, or (hostNetwork) the agent's, pinned in the sandbox."""
+        if self.host_network:
+            return str(Path(self.dir) / "ns" / "net")
         return str(NETNS_DIR / self.netns_name)
 
     @property
@@ -114,23 +121,29 @@ def _write_in_place(path: Path, text: str) -> None:
 
 def create(hostname: str, *, root: Path = DEFAULT_ROOT, sandbox_id: str | None = None,
            pod_uid: str = "", pod_name: str = "", pod_namespace: str = "",
-           hosts: str | None = None, resolv_conf: str = "") -> Sandbox:
-    """Make a pod's sandbox (see the module doc). On failure whatever was made is
-    removed again before the error is raised."""
+           hosts: str | None = None, resolv_conf: str = "", host_network: bool = False) -> Sandbox:
+    """Make a pod's sandbox (see the module doc). With host_network the pod shares the
+    caller's network namespace (the node's, for hostNetwork pods) instead of getting
+    its own. On failure whatever was made is removed again before the error is raised."""
     sandbox_id = new_id() if sandbox_id is None else sandbox_id
     if not _ID.match(sandbox_id):
         raise SandboxError(f"bad sandbox id {sandbox_id!r}")
     d = Path(root) / sandbox_id
     sb = Sandbox(id=sandbox_id, hostname=hostname, dir=str(d),
-                 netns_name=NETNS_PREFIX + sandbox_id, pod_uid=pod_uid, pod_name=pod_name,
+                 netns_name="" if host_network else NETNS_PREFIX + sandbox_id,
+                 pod_uid=pod_uid, pod_name=pod_name,
                  pod_namespace=pod_namespace)
     if d.exists():
         raise SandboxError(f"sandbox {sandbox_id} exists")
     try:
         (d / "ns").mkdir(parents=True, mode=0o711)
         (d / "sandbox.json").write_text(json.dumps(asdict(sb), indent=1))
-        _run("ip", "netns", "add", sb.netns_name)
-        _run("ip", "-n", sb.netns_name, "link", "set", "lo", "up")
+        if host_network:
+            Path(sb.netns).touch()
+            rootfs.mount("/proc/self/ns/net", sb.netns, "", MS_BIND)
+        else:
+            _run("ip", "netns", "add", sb.netns_name)
+            _run("ip", "-n", sb.netns_name, "link", "set", "lo", "up")
         for f in (sb.utsns, sb.ipcns):
             Path(f).touch()
         _run("unshare", f"--uts={sb.utsns}", f"--ipc={sb.ipcns}", "hostname", hostname)
@@ -172,7 +185,7 @@ def netns_exists(sb: Sandbox) -> bool:
 def teardown(sb: Sandbox) -> None:
     """Remove the netns, the pinned namespaces, the shm tmpfs and the files;
     idempotent, and fine on a half-made sandbox."""
-    if (NETNS_DIR / sb.netns_name).exists():
+    if not sb.host_network and (NETNS_DIR / sb.netns_name).exists():
         _run("ip", "netns", "delete", sb.netns_name)
     for path in (sb.utsns, sb.ipcns, sb.shm):
         rootfs.unmount(path)
