@@ -176,7 +176,7 @@ def test_down_removes_a_half_broken_cluster_and_is_idempotent(tmp_path, cluster_
     assert "nothing to delete" in again.stdout
 
 
-def test_clusters_started_side_by_side_get_their_own_underlays(tmp_path):
+def test_clusters_started_side_by_side_get_their_own_underlays_and_pod_ranges(tmp_path):
     a, b = (Cluster(f"side-{uuid.uuid4().hex[:6]}", tmp_path, ("--nodes", "0")) for _ in "ab")
     try:
         ups = [subprocess.Popen([kwire_bin(), "up", "--name", c.name, "--nodes", "0"],
@@ -185,16 +185,21 @@ def test_clusters_started_side_by_side_get_their_own_underlays(tmp_path):
         for p in ups:
             out = p.communicate(timeout=60)[0]
             assert p.returncode == 0, out
-        nets = [yaml.safe_load((c.state_dir / "config.yaml").read_text())["underlay_cidr"]
-                for c in (a, b)]
+        configs = [yaml.safe_load((c.state_dir / "config.yaml").read_text()) for c in (a, b)]
+        nets = [config["underlay_cidr"] for config in configs]
         assert nets[0] != nets[1]
         assert all(ipaddress.ip_network(n).subnet_of(ipaddress.ip_network("172.30.0.0/16"))
                    for n in nets)
+        pods = [ipaddress.ip_network(config["pod_cidr"]) for config in configs]
+        assert pods[0] != pods[1] and all(p.prefixlen == 16 for p in pods)
 
         clash = Cluster(f"side-{uuid.uuid4().hex[:6]}", tmp_path)
         r = clash.kwire("up", "--name", clash.name, "--nodes", "0", "--underlay-cidr", nets[0],
                         check=False)
         assert r.returncode == 1 and f"underlay_cidr {nets[0]} overlaps" in r.stderr
+        r = clash.kwire("up", "--name", clash.name, "--nodes", "0", "--pod-cidr", str(pods[1]),
+                        check=False)
+        assert r.returncode == 1 and f"pod_cidr {pods[1]} overlaps" in r.stderr
         assert not clash.state_dir.exists()
     finally:
         a.down()

@@ -11,13 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from kwire.cluster.agents import NETNS_DIR, namespace_pids, terminate
-from kwire.cluster.config import ClusterConfig, ConfigError, check_host_routes, host_routes
+from kwire.cluster.config import (ClusterConfig, ConfigError, check_host_routes,
+                                  choose_pod_cidr, host_routes)
 from kwire.cluster.nodes import UnderlayError, apply, plan_underlay, remove_node, teardown
+from kwire.controllers.routes import HostRouteTable, Route, RoutePlan, ours
 
 PING = (["ping"] if shutil.which("ping")
         else ["busybox", "ping"] if shutil.which("busybox") else None)
@@ -54,18 +57,21 @@ def assert_gone(plan) -> None:
 
 @pytest.fixture
 def config():
-    """A cluster with a unique name on an underlay no host route touches."""
+    """A cluster with a unique name on an underlay and a pod range no host route touches."""
     name = f"kwt-{uuid.uuid4().hex[:8]}"
+    routes = host_routes()
     for third in range(240, 256):
         config = ClusterConfig(name=name, underlay_cidr=f"172.31.{third}.0/24",
                                state_dir=Path("/nonexistent"))
         try:
-            check_host_routes(config, host_routes())
+            check_host_routes(config, routes, keys=("underlay_cidr",))
+            config = replace(config, pod_cidr=choose_pod_cidr(config, routes, [],
+                                                              pool=("10.254.0.0/15",)))
         except ConfigError:
             continue
         yield config
         return
-    pytest.skip("no free 172.31.240-255.0/24 underlay on this host")
+    pytest.skip("no free 172.31.240-255.0/24 underlay or 10.254-255.0.0/16 pod range here")
 
 
 def test_two_nodes_reach_each_other_and_the_host(config):
@@ -84,6 +90,9 @@ def test_two_nodes_reach_each_other_and_the_host(config):
             route = run("ip", "-n", n.netns, "route", "show", "default").stdout
             assert route.startswith(f"default via {n.gateway} dev eth0")
             assert "UP" in run("ip", "-n", n.netns, "-br", "link", "show", "dev", "lo").stdout
+        # The whole pod range goes onto the bridge, never out of a real interface.
+        assert run("ip", "route", "show", "exact", config.pod_cidr).stdout.split() == [
+            config.pod_cidr, "dev", plan.bridge, "proto", "75", "scope", "link"]
         knob = Path(f"/proc/sys/net/ipv4/conf/{plan.bridge}/forwarding")
         assert knob.read_text() == "0\n"
         knob.write_text("1\n")  # as a global ip_forward=1 would do: apply turns it off again
@@ -147,6 +156,21 @@ def test_foreign_interface_with_our_name_is_refused_and_kept(config):
     assert_gone(plan)
 
 
+def test_a_foreign_route_to_the_pod_range_is_refused_and_kept(config):
+    plan = plan_underlay(config, ["node1"])
+    try:
+        assert run("ip", "route", "add", "blackhole", config.pod_cidr).returncode == 0
+        with pytest.raises(UnderlayError, match=f"route to the pod range {config.pod_cidr} "
+                                                f"that does not go through {plan.bridge}"):
+            apply(plan)
+        assert run("ip", "route", "show", "exact", config.pod_cidr).stdout.split() == [
+            "blackhole", config.pod_cidr]
+    finally:
+        run("ip", "route", "del", "blackhole", config.pod_cidr)
+        teardown(plan)
+    assert_gone(plan)
+
+
 def test_processes_in_a_node_namespace_are_found_and_terminated(config):
     """What `kwire down` relies on to stop whatever runs in a node, even a process that
     ignores SIGTERM."""
@@ -178,5 +202,46 @@ def test_processes_in_a_node_namespace_are_found_and_terminated(config):
         for p in procs:
             p.kill()
             p.wait()
+        teardown(plan)
+    assert_gone(plan)
+
+
+def test_host_reaches_a_pod_behind_a_node_through_a_kwire_route(config):
+    """What the route controller relies on: a node namespace forwards, and a host route
+    via the node's underlay address reaches a pod behind it; the route goes with the
+    bridge, as does the pod range's own route onto the bridge."""
+    plan = plan_underlay(config, ["node1"])
+    node = plan.nodes[0]
+    pod_cidr = next(ipaddress.ip_network(config.pod_cidr).subnets(new_prefix=24))
+    pod_ns = f"{plan.netns_prefix}pod"  # teardown() removes it with the nodes
+    gateway, pod_ip = (str(pod_cidr.network_address + i) for i in (1, 2))
+    route = Route(str(pod_cidr), str(ipaddress.ip_interface(node.address).ip))
+    table = HostRouteTable()
+    try:
+        apply(plan)
+        forwarding = run("ip", "netns", "exec", node.netns, "cat",
+                         "/proc/sys/net/ipv4/ip_forward")
+        assert forwarding.stdout == "1\n"
+        # A pod: a namespace on a veth into the node, its default route via the node.
+        for cmd in (["netns", "add", pod_ns],
+                    ["-n", node.netns, "link", "add", "kwpod0", "type", "veth", "peer", "name",
+                     "eth0", "netns", pod_ns],
+                    ["-n", node.netns, "addr", "add", f"{gateway}/24", "dev", "kwpod0"],
+                    ["-n", node.netns, "link", "set", "kwpod0", "up"],
+                    ["-n", pod_ns, "addr", "add", f"{pod_ip}/24", "dev", "eth0"],
+                    ["-n", pod_ns, "link", "set", "eth0", "up"],
+                    ["-n", pod_ns, "route", "add", "default", "via", gateway]):
+            assert run("ip", *cmd).returncode == 0, cmd
+
+        table.apply(RoutePlan(replace=(route,)), plan.bridge)
+        assert ours(table.routes(), plan.bridge) == [route]
+        assert ping(pod_ip)
+        table.apply(RoutePlan(delete=(route,)), plan.bridge)
+        assert ours(table.routes(), plan.bridge) == []
+
+        table.apply(RoutePlan(replace=(route,)), plan.bridge)
+        teardown(plan)
+        assert not [r for r in table.routes() if r.dst in (route.dst, config.pod_cidr)]
+    finally:
         teardown(plan)
     assert_gone(plan)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from kwire.cluster.config import (ClusterConfig, ConfigError, check_host_routes,
-                                  choose_underlay, load_settings, parse_ip_route_json,
-                                  parse_proc_net_route)
+                                  choose_pod_cidr, choose_underlay, load_settings,
+                                  parse_ip_route_json, parse_proc_net_route)
 
 
 @pytest.fixture(autouse=True)
@@ -158,3 +158,25 @@ def test_host_route_check_can_be_limited_to_some_ranges():
     with pytest.raises(ConfigError, match="underlay_cidr") as e:
         check_host_routes(c, nets("10.0.0.0/8", "172.30.0.0/16"), keys=("underlay_cidr",))
     assert "pod_cidr" not in str(e.value)
+
+
+def test_choose_pod_cidr_takes_the_first_free_slash_16_from_10_244():
+    c = ClusterConfig()
+    assert choose_pod_cidr(c, [], []) == "10.244.0.0/16"
+    # Another cluster's pod range, a host route inside 10.245/16 and one over 10.246-247.
+    taken = nets("10.244.0.0/16")
+    routes = nets("192.0.2.0/24", "10.245.3.0/24", "10.246.0.0/15")
+    assert choose_pod_cidr(c, routes, taken) == "10.248.0.0/16"
+    # Never the cluster's own underlay or service ranges.
+    own = ClusterConfig(underlay_cidr="10.244.7.0/24", service_cidr="10.245.0.0/16")
+    assert choose_pod_cidr(own, [], []) == "10.246.0.0/16"
+
+
+def test_choose_pod_cidr_ends_at_10_255_and_fails_when_the_pool_is_full():
+    c = ClusterConfig()
+    assert choose_pod_cidr(c, nets("10.244.0.0/14", "10.248.0.0/14"), nets("10.252.0.0/15",
+                                                                           "10.254.0.0/16")) \
+        == "10.255.0.0/16"
+    with pytest.raises(ConfigError, match="no free /16 in 10.244.0.0/14, 10.248.0.0/13 for the "
+                                          "pods.*--pod-cidr"):
+        choose_pod_cidr(c, nets("10.240.0.0/12"), [])

@@ -1,11 +1,11 @@
-"""The underlay's pure part: plan_underlay and worker_names, exact names, addresses and
-limits, no `ip` run."""
+"""The underlay's pure part: plan_underlay, worker_names and the node list; exact names,
+addresses and limits, no `ip` run."""
 import pytest
 
 from kwire.cluster.config import ClusterConfig
 from kwire.cluster.nodes import (IFNAMSIZ, NETNS_MAX, NodeLink, UnderlayError, UnderlayPlan,
-                                 bridge_name, host_veth_name, netns_name, plan_underlay,
-                                 worker_names)
+                                 bridge_name, format_node_list, host_veth_name, netns_name,
+                                 parse_node_list, plan_underlay, worker_names)
 
 
 def test_default_cluster_two_nodes_exact():
@@ -13,7 +13,7 @@ def test_default_cluster_two_nodes_exact():
     assert plan == UnderlayPlan(
         cluster="kwire", bridge="kw-7cc5b44d3954", bridge_address="172.30.0.1/24",
         bridge_alias="kwire:kwire", mtu=1500, netns_prefix="kwire-kwire_",
-        nodes=(
+        pod_cidr="10.244.0.0/16", nodes=(
             NodeLink(node="node1", netns="kwire-kwire_node1", host_ifname="kv-f2ae40a5043b",
                      node_ifname="eth0", address="172.30.0.2/24", gateway="172.30.0.1",
                      mtu=1500, alias="kwire:kwire/node1"),
@@ -92,3 +92,29 @@ def test_worker_names_are_kinds_and_only_grow():
     assert worker_names("kind", ["kind-worker2", "extra"], 4) == [
         "kind-worker2", "extra", "kind-worker", "kind-worker3"]
     assert worker_names("kind", ["a", "b", "c"], 2) == ["a", "b", "c"]
+    # A removed node's name counts for nothing and is not given again.
+    assert worker_names("kind", ["kind-worker", "kind-worker2"], 2, removed={"kind-worker"}) \
+        == ["kind-worker", "kind-worker2", "kind-worker3"]
+    assert worker_names("kind", ["kind-worker"], 0, removed={"kind-worker"}) == ["kind-worker"]
+
+
+def test_removed_nodes_keep_their_places_so_no_address_moves():
+    config = ClusterConfig(name="kwire")
+    plan = plan_underlay(config, ["a", "b", "c"], removed={"b"})
+    assert [(n.node, n.address) for n in plan.nodes] == [("a", "172.30.0.2/24"),
+                                                          ("c", "172.30.0.4/24")]
+    grown = plan_underlay(config, ["a", "b", "c", "d"], removed={"b"})
+    assert grown.node("d").address == "172.30.0.5/24"
+    with pytest.raises(UnderlayError, match="not in the underlay plan"):
+        plan.node("b")
+
+
+def test_node_list_round_trip_and_refusals():
+    text = format_node_list(["kind-worker", "kind-worker2", "x.y"], {"kind-worker2"})
+    assert text == "kind-worker\nkind-worker2 removed\nx.y\n"
+    assert parse_node_list(text) == (["kind-worker", "kind-worker2", "x.y"], {"kind-worker2"})
+    # The list an older kwire wrote: names alone, blank lines ignored.
+    assert parse_node_list("a\n\nb\n") == (["a", "b"], set())
+    assert parse_node_list("") == ([], set())
+    with pytest.raises(UnderlayError, match="line 2: expected NAME or NAME removed"):
+        parse_node_list("a\nb gone\n")

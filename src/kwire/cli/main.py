@@ -28,6 +28,7 @@ from kwire.cli.exec import exec_command
 from kwire.cli.get import get
 from kwire.cli.images import images
 from kwire.cli.logs import logs
+from kwire.cli.node import node_group
 from kwire.cluster import lifecycle
 from kwire.cluster.config import ClusterConfig, ClusterError, load_settings
 
@@ -57,7 +58,8 @@ def main() -> None:
               help="API server port on 127.0.0.1 [default: a free one].")
 @click.option("--underlay-cidr", "underlay_cidr",
               help="Node network [the first free /24 of 172.30.0.0/16].")
-@click.option("--pod-cidr", "pod_cidr", help="Pod addresses, a /24 per node [10.244.0.0/16].")
+@click.option("--pod-cidr", "pod_cidr",
+              help="Pod addresses, a /24 per node [the first free /16 from 10.244.0.0/16].")
 @click.option("--service-cidr", "service_cidr", help="ClusterIP range [10.96.0.0/12].")
 @click.option("--node-port-range", "node_port_range", help="NodePort range [30000-32767].")
 @click.option("--cluster-dns", "cluster_dns", help="Cluster DNS Service IP [10.96.0.10].")
@@ -85,7 +87,8 @@ def up(name: str | None, config_file: Path | None, nodes: int | None, timeout: f
     out = Console(highlight=False, soft_wrap=True)
     with out.status(f"Starting cluster [bold]{escape(name)}[/] ..."):
         result = lifecycle.up(config, nodes=nodes, timeout=timeout,
-                              pick_underlay="underlay_cidr" not in settings)
+                              pick_underlay="underlay_cidr" not in settings,
+                              pick_pod_cidr="pod_cidr" not in settings)
     st = result.status
     if result.started:
         out.print(f"[green]✓[/] Cluster [bold]{escape(st.name)}[/] is up: "
@@ -197,6 +200,7 @@ main.add_command(delete)
 main.add_command(logs)
 main.add_command(exec_command)
 main.add_command(images)
+main.add_command(node_group)
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,10 @@ DEFAULT_STATE_ROOT = "/var/lib/kwire"
 STATE_ROOT_ENV = "KWIRE_STATE_ROOT"
 UNDERLAY_POOL = "172.30.0.0/16"
 """Where `kwire up` looks for a free /24 node underlay when none is given."""
+POD_CIDR_POOL = ("10.244.0.0/14", "10.248.0.0/13")
+"""Where `kwire up` looks for a free /16 pod range when none is given: 10.244.0.0/16 (the
+default), then 10.245.0.0/16 and on up to 10.255.0.0/16. The host routes each cluster's
+pod range to its nodes, so two clusters must not share one."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -84,7 +88,8 @@ class ClusterConfig:
     UNDERLAY_POOL unless one is set explicitly."""
 
     pod_cidr: str = "10.244.0.0/16"
-    """Pod addresses; each node gets a /24 out of it."""
+    """Pod addresses; each node gets a /24 out of it. `kwire up` gives a new cluster the
+    first free /16 of POD_CIDR_POOL unless one is set explicitly."""
 
     service_cidr: str = "10.96.0.0/12"
     """ClusterIP range; its first address is the `kubernetes` Service."""
@@ -387,6 +392,22 @@ def choose_underlay(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
             return str(net)
     raise ConfigError(f"no free /24 in {pool} for the node underlay: routes or other "
                       "kwire clusters use them all (choose one with --underlay-cidr)")
+
+
+def choose_pod_cidr(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
+                    taken: list[ipaddress.IPv4Network],
+                    pool: tuple[str, ...] = POD_CIDR_POOL) -> str:
+    """The first /16 of `pool` that overlaps no host route, no network in `taken` (other
+    clusters' pod ranges and underlays) and neither of the cluster's own underlay and
+    service ranges."""
+    busy = [*routes, *taken, ipaddress.ip_network(config.underlay_cidr),
+            ipaddress.ip_network(config.service_cidr)]
+    for block in pool:
+        for net in ipaddress.ip_network(block).subnets(new_prefix=16):
+            if not any(b.version == 4 and b.overlaps(net) for b in busy):
+                return str(net)
+    raise ConfigError(f"no free /16 in {', '.join(pool)} for the pods: routes or other kwire "
+                      "clusters use them all (choose one with --pod-cidr)")
 
 
 # -- files ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Starting, stopping and inspecting clusters: what `kwire up`, `down` and `status` do.
+"""Starting, stopping and inspecting clusters: what `kwire up`, `down`, `status` and
+`node rm` do.
 
 A cluster is its state folder, ``$KWIRE_STATE_ROOT/<name>`` (see ClusterConfig for the
 files in it), one detached API server process, `kwire server --config
@@ -27,13 +28,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from urllib.parse import quote
 
 from kwire.cluster import agents, kubeconfig, pki
 from kwire.cluster import nodes as underlay
 from kwire.cluster.config import (ClusterConfig, ClusterError, ConfigError, check_host_routes,
-                                  check_name, choose_underlay, cluster_dir, host_routes,
-                                  state_root, write_private_file)
-from kwire.cluster.nodes import plan_underlay, worker_names
+                                  check_name, choose_pod_cidr, choose_underlay, cluster_dir,
+                                  host_routes, state_root, write_private_file)
+from kwire.cluster.nodes import format_node_list, parse_node_list, plan_underlay, worker_names
 from kwire.node.cleanup import purge_node
 from kwire.node.paths import RUN_ROOT
 from kwire.node.runtime import rootfs
@@ -42,6 +44,8 @@ DEFAULT_NODES = 2
 UNDERLAY_LOCK = RUN_ROOT / "underlay.lock"
 """Host-wide, as /run/xtables.lock is for iptables: see _underlay_lock."""
 LOG_TAIL_LINES = 25
+TRANSPORT_ERRORS = (OSError, ssl.SSLError, http.client.HTTPException)
+"""What a request to the API server raises when it gets no answer."""
 
 
 @dataclass(frozen=True)
@@ -123,19 +127,21 @@ def _is_server_of(pid: int, config: ClusterConfig) -> bool:
 
 
 def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0,
-       pick_underlay: bool = False) -> UpResult:
+       pick_underlay: bool = False, pick_pod_cidr: bool = False) -> UpResult:
     """Start cluster `config.name` (creating it if new), its node underlay and one agent per
     node; merge its kubeconfig context; wait until every Node is Ready.
 
     An existing cluster keeps its saved settings: api_port 0 means "the saved port", and
     any other difference is refused, since certificates, data and the nodes' addresses
-    were made for the saved ranges. `pick_underlay` says config.underlay_cidr is only the
-    default: a new cluster then takes the first free /24 of UNDERLAY_POOL instead.
+    were made for the saved ranges. `pick_underlay` and `pick_pod_cidr` say
+    config.underlay_cidr and config.pod_cidr are only defaults: a new cluster then takes
+    the first free /24 of UNDERLAY_POOL and the first free /16 of POD_CIDR_POOL instead.
 
     `nodes` is how many worker nodes the cluster has (None: DEFAULT_NODES for a new
-    cluster, its own count for an existing one). Nodes are only ever added, so that each
-    keeps its name and address: asking for fewer than the cluster has is refused. Missing
-    agents (crashed, killed, or gone with a reboot) are started again.
+    cluster, its own count for an existing one). `kwire up` only adds nodes, each at a new
+    name and address, so that nodes keep theirs: asking for fewer than the cluster has is
+    refused (remove_node takes one away). Missing agents (crashed, killed, or gone with a
+    reboot) are started again.
     """
     config.validate()
     if config.state_dir != cluster_dir(config.name):
@@ -147,27 +153,32 @@ def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0
             config = replace(config, api_port=saved.api_port)
         if pick_underlay:
             config = replace(config, underlay_cidr=saved.underlay_cidr)
+        if pick_pod_cidr:
+            config = replace(config, pod_cidr=saved.pod_cidr)
         _refuse_changes(saved, config)
-    names = node_names(config) if saved is not None else []
-    if nodes is None:
-        nodes = len(names) if saved is not None else DEFAULT_NODES
-    if nodes < len(names):
-        raise ClusterError(f"cluster {config.name!r} has {len(names)} nodes; `kwire up` only "
-                           f"adds nodes, so that each keeps its name and address (run "
-                           f"`kwire down --name {config.name}` first to recreate it smaller)")
-    names = worker_names(config.name, names, nodes)
     server_running = server_pid(config) is not None
 
     with _underlay_lock():
-        config = _claim_underlay(config, new=saved is None, pick=pick_underlay)
-        plan = plan_underlay(config, names)
+        # Read under the lock, which `kwire node rm` also takes to mark a node removed.
+        names, removed = read_node_list(config) if saved is not None else ([], set())
+        live = len(names) - len(removed)
+        if nodes is None:
+            nodes = live if saved is not None else DEFAULT_NODES
+        if nodes < live:
+            raise ClusterError(f"cluster {config.name!r} has {live} nodes; `kwire up` only "
+                               f"adds nodes, so that each keeps its name and address (remove "
+                               f"one with `kwire node rm NODE --name {config.name}`)")
+        names = worker_names(config.name, names, nodes, removed)
+        config = _claim_ranges(config, new=saved is None, pick_underlay=pick_underlay,
+                               pick_pod_cidr=pick_pod_cidr)
+        plan = plan_underlay(config, names, removed=removed)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         config.state_dir.chmod(0o700)
         pki.ensure_pki(config)
         if not server_running:
             config = replace(config, api_port=_claim_port(config))
             config.save()
-        write_private_file(config.nodes_file, "".join(f"{n}\n" for n in names).encode())
+        write_private_file(config.nodes_file, format_node_list(names, removed).encode())
         underlay.apply(replace(plan, nodes=()))  # the bridge, with the server's address
     tokens = pki.ensure_tokens(config)
 
@@ -197,57 +208,83 @@ def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0
                     context=config.context_name)
 
 
-def node_names(config: ClusterConfig) -> list[str]:
-    """The cluster's nodes in the order they were added (their underlay addresses' order)."""
+def read_node_list(config: ClusterConfig) -> tuple[list[str], set[str]]:
+    """Every node the cluster had, in the order they were added (their underlay addresses'
+    order), and those of them that were removed (see nodes.parse_node_list)."""
     try:
-        return config.nodes_file.read_text().split()
+        return parse_node_list(config.nodes_file.read_text())
     except FileNotFoundError:
-        return []
+        return [], set()
+
+
+def node_names(config: ClusterConfig) -> list[str]:
+    """The cluster's nodes, in the order they were added."""
+    names, removed = read_node_list(config)
+    return [n for n in names if n not in removed]
 
 
 @contextmanager
 def _underlay_lock() -> Iterator[None]:
-    """Held while a cluster claims its underlay and creates its bridge: the host's
-    addresses are shared by the clusters of every state root, and two `kwire up` side by
-    side must not both take the same free /24."""
+    """Held while a cluster claims its underlay and pod range and creates its bridge
+    (which routes both): the host's addresses are shared by the clusters of every state
+    root, and two `kwire up` side by side must not both take the same free range. Also
+    held to change a cluster's node list."""
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     with open(UNDERLAY_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def _claim_underlay(config: ClusterConfig, *, new: bool, pick: bool) -> ClusterConfig:
-    """`config` with an underlay no host route (and, for a new cluster, no other cluster of
-    this state root) uses; the caller holds _underlay_lock."""
+HOST_ROUTED = ("underlay_cidr", "pod_cidr")
+"""The ranges the host routes to a cluster, which clusters must not share (every cluster
+can use the same service range: Services live in the node namespaces)."""
+
+
+def _claim_ranges(config: ClusterConfig, *, new: bool, pick_underlay: bool,
+                  pick_pod_cidr: bool) -> ClusterConfig:
+    """`config` with an underlay and a pod range that no host route (and, for a new
+    cluster, no other cluster of this state root) uses. The host routes both to the
+    cluster from the moment its bridge is made under the same lock, so clusters of other
+    state roots see them as taken too. The caller holds _underlay_lock."""
     routes = host_routes()
     if new:
-        others = _other_underlays(config.name)
-        if pick:
-            config = replace(config, underlay_cidr=choose_underlay(config, routes, others))
-        elif taken := [n for n in others
-                       if n.overlaps(ipaddress.ip_network(config.underlay_cidr))]:
-            raise ConfigError(f"underlay_cidr {config.underlay_cidr} overlaps the underlay "
-                              f"{taken[0]} of another cluster in {state_root()}")
+        others = _other_ranges(config.name)
+        taken = [net for _, _, net in others]
+        if pick_pod_cidr:
+            config = replace(config, pod_cidr=choose_pod_cidr(config, routes, taken))
+        if pick_underlay:
+            config = replace(config, underlay_cidr=choose_underlay(config, routes, taken))
+        for key in HOST_ROUTED:
+            net = ipaddress.ip_network(getattr(config, key))
+            for other, other_key, other_net in others:
+                if other_net.overlaps(net):
+                    raise ConfigError(f"{key} {net} overlaps the {other_key} {other_net} of "
+                                      f"cluster {other!r} in {state_root()}")
         # New ranges must not clash with what the host routes. (An existing cluster's
         # pod and service ranges are not checked again: its own routes may be there.)
         check_host_routes(config, routes)
     elif not Path(f"/sys/class/net/{underlay.bridge_name(config.name)}").exists():
-        # The bridge is gone (a reboot, say), so another cluster may hold its /24 now.
-        check_host_routes(config, routes, keys=("underlay_cidr",))
+        # The bridge, and the routes through it, are gone (a reboot, say), so another
+        # cluster may hold its ranges now.
+        check_host_routes(config, routes, keys=HOST_ROUTED)
     return config
 
 
-def _other_underlays(name: str) -> list[ipaddress.IPv4Network]:
-    """The underlays saved by this state root's other clusters, running or not."""
-    nets = []
+def _other_ranges(name: str) -> list[tuple[str, str, ipaddress.IPv4Network]]:
+    """(cluster, key, range) for the HOST_ROUTED ranges saved by this state root's other
+    clusters, running or not."""
+    ranges = []
     for other in list_clusters():
         if other == name:
             continue
         try:
-            nets.append(ipaddress.ip_network(saved_config(other).underlay_cidr))
-        except (ClusterError, ValueError):
+            config = saved_config(other)
+        except ClusterError:
             continue  # an unreadable config holds no address the host could see
-    return nets
+        if config is not None:  # else removed meanwhile
+            ranges += [(other, key, ipaddress.ip_network(getattr(config, key)))
+                       for key in HOST_ROUTED]
+    return ranges
 
 
 def _refuse_changes(saved: ClusterConfig, wanted: ClusterConfig) -> None:
@@ -339,22 +376,15 @@ def _wait_nodes_ready(config: ClusterConfig, plan: underlay.UnderlayPlan,
 def _ready_nodes(config: ClusterConfig, ctx: ssl.SSLContext, admin_token: str
                  ) -> tuple[set[str], str | None]:
     """The names of the Nodes whose Ready condition is True, and why the list failed."""
-    conn = http.client.HTTPSConnection(config.api_host, config.api_port, timeout=2.0,
-                                       context=ctx)
     try:
-        conn.request("GET", "/api/v1/nodes", headers={"Authorization": f"Bearer {admin_token}",
-                                                      "Accept": "application/json"})
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            return set(), f"listing nodes answered {resp.status}"
+        code, body = _request(config, ctx, admin_token, "GET", "/api/v1/nodes")
+        if code != 200:
+            return set(), f"listing nodes answered {code}"
         return {node["metadata"]["name"] for node in json.loads(body).get("items") or []
                 if any(c.get("type") == "Ready" and c.get("status") == "True"
                        for c in (node.get("status") or {}).get("conditions") or [])}, None
-    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as e:
+    except (*TRANSPORT_ERRORS, ValueError) as e:
         return set(), str(e) or type(e).__name__
-    finally:
-        conn.close()
 
 
 def _log_size(path: Path) -> int:
@@ -363,20 +393,34 @@ def _log_size(path: Path) -> int:
     except OSError:
         return 0
 
+
+def _request(config: ClusterConfig, ctx: ssl.SSLContext, admin_token: str, method: str,
+             path: str, body: dict | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One request to the API server as the cluster admin (the server verified with the
+    cluster CA): the status code and the body. Raises TRANSPORT_ERRORS."""
+    conn = http.client.HTTPSConnection(config.api_host, config.api_port, timeout=timeout,
+                                       context=ctx)
+    headers = {"Authorization": f"Bearer {admin_token}", "Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 def _readyz_problem(config: ClusterConfig, ctx: ssl.SSLContext, admin_token: str,
                     timeout: float = 2.0) -> str | None:
     """None if GET /readyz answers 200 (server verified with the cluster CA), else why not."""
-    conn = http.client.HTTPSConnection(config.api_host, config.api_port, timeout=timeout,
-                                       context=ctx)
     try:
-        conn.request("GET", "/readyz", headers={"Authorization": f"Bearer {admin_token}"})
-        resp = conn.getresponse()
-        resp.read()
-        return None if resp.status == 200 else f"/readyz answered {resp.status}"
-    except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+        code, _ = _request(config, ctx, admin_token, "GET", "/readyz", timeout=timeout)
+    except TRANSPORT_ERRORS as e:
         return str(e) or type(e).__name__
-    finally:
-        conn.close()
+    return None if code == 200 else f"/readyz answered {code}"
 
 
 def _log_tail(path: Path, offset: int = 0) -> str:
@@ -403,7 +447,11 @@ def down(name: str, *, grace: float = 10.0) -> bool:
     except ClusterError:
         config = ClusterConfig(name=name)  # an unreadable config: remove what is found
     run_dir = RUN_ROOT / name
-    names = sorted({*node_names(config), *_names_in(config.state_dir / "nodes"),
+    try:
+        listed = read_node_list(config)[0]
+    except ClusterError:
+        listed = []  # an unreadable node list: the folders name the nodes
+    names = sorted({*listed, *_names_in(config.state_dir / "nodes"),
                     *_names_in(run_dir)})
     netns_prefix = plan_underlay(config, []).netns_prefix
     namespaces = [ns for ns in _names_in(agents.NETNS_DIR, dirs_only=False)
@@ -430,6 +478,81 @@ def down(name: str, *, grace: float = 10.0) -> bool:
     shutil.rmtree(config.state_dir, ignore_errors=True)
     removed_context = kubeconfig.remove_from_user(config.context_name) is not None
     return existed or removed_context
+
+
+def remove_node(name: str, node: str, *, grace: float = 10.0) -> bool:
+    """`kwire node rm`: take `node` out of cluster `name` for good. Its agent stops, its
+    containers and mounts go (purge_node), its Node and then its pods are deleted through
+    the API (pods at once: no kubelet is left to finish them, as upstream's pod GC
+    decides for the pods of a deleted Node), and its namespace, veth and folders go.
+
+    The node keeps its line in the node list, marked removed, so that no other node
+    changes address and its name is not given again. Marked first, so that a `kwire up`
+    meanwhile does not start its agent again; running this again finishes a removal that
+    failed half-way. Returns False if the node was already marked removed."""
+    config = saved_config(name)
+    if config is None:
+        raise ClusterError(f"no cluster named {name!r} (see `kwire status`)")
+    names, _ = read_node_list(config)
+    if node not in names:
+        raise ClusterError(f"cluster {name!r} has no node {node!r} (see `kwire status "
+                           f"--name {name}`)")
+    token = pki.load_tokens(config).admin
+    ctx = pki.admin_ssl_context(config)
+    if (problem := _readyz_problem(config, ctx, token)) is not None:
+        raise ClusterError(f"the API server of cluster {name!r} is not ready ({problem}); "
+                           f"start it with `kwire up --name {name}`, then remove the node")
+    with _underlay_lock():
+        names, removed = read_node_list(config)
+        write_private_file(config.nodes_file,
+                           format_node_list(names, removed | {node}).encode())
+
+    plan = plan_underlay(config, names)
+    link = plan.node(node)
+    paths = agents.node_paths(config, node)
+    # As in down(): the agent first, or it would restart the containers being purged.
+    pids = {*agents.agents_in(config, link.netns)}
+    if (pid := agents.agent_pid(config, node)) is not None:
+        pids.add(pid)
+    agents.terminate(sorted(pids), grace)
+    purge_node(paths)
+    agents.terminate(agents.namespace_pids(link.netns), grace=1.0)
+    _delete_node_and_pods(config, ctx, token, node)
+    underlay.remove_node(plan, node)
+    _unmount_under(paths.state_dir)
+    shutil.rmtree(paths.state_dir, ignore_errors=True)
+    return node not in removed
+
+
+def _delete_node_and_pods(config: ClusterConfig, ctx: ssl.SSLContext, token: str,
+                          node: str) -> None:
+    """Delete Node `node` (gone already is fine), then every pod bound to it, with grace
+    period 0 and the pod's uid as precondition (a pod of the same name made meanwhile
+    lives on)."""
+    def call(method: str, path: str, body: dict | None = None,
+             ok: tuple[int, ...] = (200, 202, 404)) -> bytes:
+        try:
+            code, answer = _request(config, ctx, token, method, path, body, timeout=10.0)
+        except TRANSPORT_ERRORS as e:
+            raise ClusterError(f"{method} {path}: {e}") from None
+        if code not in ok:
+            try:
+                message = json.loads(answer).get("message") or answer.decode()
+            except ValueError:
+                message = answer.decode(errors="replace")
+            raise ClusterError(f"{method} {path} answered {code}: {message}")
+        return answer
+
+    call("DELETE", f"/api/v1/nodes/{quote(node)}")
+    selector = quote(f"spec.nodeName={node}")
+    pods = json.loads(call("GET", f"/api/v1/pods?fieldSelector={selector}",
+                           ok=(200,))).get("items") or []
+    for pod in pods:
+        meta = pod["metadata"]
+        call("DELETE", f"/api/v1/namespaces/{quote(meta['namespace'])}/pods/"
+                       f"{quote(meta['name'])}",
+             {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+              "preconditions": {"uid": meta["uid"]}}, ok=(200, 202, 404, 409))
 
 
 def _names_in(path: Path, dirs_only: bool = True) -> list[str]:
@@ -463,7 +586,8 @@ def status(name: str) -> ClusterStatus:
     if pid is not None:
         ready = _readyz_problem(config, pki.admin_ssl_context(config),
                                 pki.load_tokens(config).admin) is None
-    plan = plan_underlay(config, node_names(config))
+    names, removed = read_node_list(config)
+    plan = plan_underlay(config, names, removed=removed)
     nodes = tuple(NodeStatus(name=link.node, address=link.address.split("/")[0],
                              netns=link.netns, agent_pid=agents.agent_pid(config, link.node))
                   for link in plan.nodes)

@@ -15,9 +15,11 @@ Names are chosen so that clusters cannot step on each other or on the host:
   one cluster's nodes and teardown() can find them without knowing the node list.
 
 Cluster traffic must never leave the machine: nodes talk to each other through the
-bridge (layer 2, no routing), the host reaches them on the bridge's connected route, and
-forwarding is switched off on the bridge alone, so even a host with ip_forward=1 does
-not route the nodes' packets out of a real interface. No global sysctl is touched.
+bridge (layer 2, no routing), the host reaches them on the bridge's connected route (and
+their pods through them: kwire.controllers.routes), and forwarding is switched off on the
+bridge alone, so even a host with ip_forward=1 does not route the nodes' packets out of
+a real interface. No sysctl of the host is touched; inside its own namespace each node
+forwards, since it routes for its pods.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import ipaddress
 import json
 import re
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,10 @@ NETNS_MAX = 100
 and hashed, keeping the cluster prefix whole, to stay readable in `ip netns list`."""
 NODE_IFNAME = "eth0"
 DEFAULT_MTU = 1500
+ROUTE_PROTOCOL = 75
+"""The `proto` of kwire's host routes (iproute2 names no protocol 75; Calico uses 80):
+the pod range's (here) and the route controller's, one per node
+(kwire.controllers.routes)."""
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -73,6 +80,8 @@ class UnderlayPlan:
     mtu: int
     netns_prefix: str
     """Every namespace of this cluster, and only those, starts with it."""
+    pod_cidr: str
+    """Routed onto the bridge as a whole (see _claim_pod_range)."""
     nodes: tuple[NodeLink, ...]
 
     def node(self, name: str) -> NodeLink:
@@ -106,12 +115,14 @@ def netns_name(cluster: str, node: str) -> str:
     return f"{prefix}{node[:NETNS_MAX - len(prefix) - 9]}-{_hash(node, 8)}"
 
 
-def worker_names(cluster: str, names: list[str] | tuple[str, ...], count: int) -> list[str]:
-    """`names` grown to `count` nodes with kind's names (``<cluster>-worker``,
-    ``<cluster>-worker2``, ...); the names already there keep their places."""
+def worker_names(cluster: str, names: list[str] | tuple[str, ...], count: int,
+                 removed: Collection[str] = ()) -> list[str]:
+    """`names` grown until `count` of them are not `removed`, with kind's names
+    (``<cluster>-worker``, ``<cluster>-worker2``, ...); the names already there keep their
+    places, and a removed node's name is not given again."""
     grown = list(names)
     index = 1
-    while len(grown) < count:
+    while len([n for n in grown if n not in removed]) < count:
         name = f"{cluster}-worker{index if index > 1 else ''}"
         if name not in grown:
             grown.append(name)
@@ -119,13 +130,40 @@ def worker_names(cluster: str, names: list[str] | tuple[str, ...], count: int) -
     return grown
 
 
+REMOVED = "removed"
+"""What follows a removed node's name in the node list (see parse_node_list)."""
+
+
+def parse_node_list(text: str) -> tuple[list[str], set[str]]:
+    """A cluster's node list (config.nodes_file): every node name it ever had, one a line,
+    in the order they were added, and those followed by REMOVED. The list only grows, so
+    a node's place, and with it its address, never changes (see plan_underlay)."""
+    names, removed = [], set()
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2 or fields[1:] not in ([], [REMOVED]):
+            raise UnderlayError(f"node list line {number}: expected NAME or NAME {REMOVED}, "
+                                f"got {line!r}")
+        names.append(fields[0])
+        if fields[1:]:
+            removed.add(fields[0])
+    return names, removed
+
+
+def format_node_list(names: list[str] | tuple[str, ...], removed: Collection[str] = ()) -> str:
+    return "".join(f"{n} {REMOVED}\n" if n in removed else f"{n}\n" for n in names)
+
+
 def plan_underlay(config: ClusterConfig, node_names: list[str] | tuple[str, ...],
-                  *, mtu: int = DEFAULT_MTU) -> UnderlayPlan:
+                  *, removed: Collection[str] = (), mtu: int = DEFAULT_MTU) -> UnderlayPlan:
     """The bridge and node namespaces of `config`'s cluster, with no side effect.
 
     Node i (0-based, in the order given) gets the underlay address i + 2 places after the
     network address (the host has the first one), so callers keep the order in which
-    nodes were created and append new ones: a node's address never changes.
+    nodes were created and append new ones: a node's address never changes. The nodes in
+    `removed` keep their places, and so their addresses, but are not planned.
     """
     bad = [n for n in node_names if len(n) > 253 or not _DNS_SUBDOMAIN.match(n)]
     if bad:
@@ -147,11 +185,12 @@ def plan_underlay(config: ClusterConfig, node_names: list[str] | tuple[str, ...]
                  host_ifname=host_veth_name(config.name, name), node_ifname=NODE_IFNAME,
                  address=f"{net.network_address + 2 + i}/{net.prefixlen}", gateway=gateway,
                  mtu=mtu, alias=f"kwire:{config.name}/{name}")
-        for i, name in enumerate(node_names))
+        for i, name in enumerate(node_names) if name not in removed)
     return UnderlayPlan(cluster=config.name, bridge=bridge_name(config.name),
                         bridge_address=f"{gateway}/{net.prefixlen}",
                         bridge_alias=f"kwire:{config.name}", mtu=mtu,
-                        netns_prefix=f"{NETNS_PREFIX}{config.name}_", nodes=nodes)
+                        netns_prefix=f"{NETNS_PREFIX}{config.name}_",
+                        pod_cidr=config.pod_cidr, nodes=nodes)
 
 
 # -- applier ---------------------------------------------------------------------------
@@ -164,9 +203,10 @@ class _Ip:
         self.changes: list[list[str]] = []
 
     @staticmethod
-    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    def run(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+            return subprocess.run(cmd, input=stdin, capture_output=True, text=True,
+                                  check=False, timeout=30)
         except FileNotFoundError:
             raise UnderlayError("`ip` is missing: apt-get install iproute2") from None
         except subprocess.TimeoutExpired:
@@ -179,9 +219,10 @@ class _Ip:
             return None
         return json.loads(out.stdout or "[]")
 
-    def change(self, *args: str, tolerate_missing: bool = False) -> None:
+    def change(self, *args: str, tolerate_missing: bool = False,
+               stdin: str | None = None) -> None:
         cmd = ["ip", *args]
-        out = self.run(cmd)
+        out = self.run(cmd, stdin)
         if out.returncode != 0:
             if tolerate_missing and ("Cannot find" in out.stderr or "No such" in out.stderr):
                 return
@@ -249,6 +290,16 @@ def _forwarding_off(knob: str) -> bool:
     return True
 
 
+def _forwarding_on(ip: _Ip, netns: str) -> None:
+    """Switch IPv4 forwarding on inside a node's namespace: the node routes for its pods
+    (the host reaches them through it), as a Kubernetes node must. Its own namespace's
+    knob only: /proc/sys/net is the reader's network namespace."""
+    knob = "/proc/sys/net/ipv4/ip_forward"
+    now = ip.run(["ip", "netns", "exec", netns, "cat", knob])
+    if now.returncode != 0 or now.stdout.strip() != "1":
+        ip.change("netns", "exec", netns, "tee", knob, stdin="1\n")
+
+
 def _apply_bridge(ip: _Ip, plan: UnderlayPlan) -> None:
     link = ip.link(plan.bridge)
     if link is None:
@@ -261,6 +312,26 @@ def _apply_bridge(ip: _Ip, plan: UnderlayPlan) -> None:
     knob = f"/proc/sys/net/ipv4/conf/{plan.bridge}/forwarding"
     if _forwarding_off(knob):
         ip.changes.append(["write", knob, "0"])
+    _claim_pod_range(ip, plan)
+
+
+def _claim_pod_range(ip: _Ip, plan: UnderlayPlan) -> None:
+    """Route the whole pod range onto the bridge. A packet from the host to a pod address
+    no node has (yet, or any more) then stays on the bridge instead of taking the default
+    route out of a real interface, and the range is a host route that every other
+    cluster's `kwire up` sees as taken, whatever its state root. The route controller's
+    routes, one per node, are more specific. Another interface's route to exactly this
+    range is refused, never replaced."""
+    found = ip.read("-N", "-4", "route", "show", "exact", plan.pod_cidr, "table", "main") or []
+    if [(r.get("dev"), r.get("gateway"), r.get("protocol")) for r in found] == \
+            [(plan.bridge, None, str(ROUTE_PROTOCOL))]:
+        return
+    if other := next((r for r in found if r.get("dev") != plan.bridge), None):
+        raise UnderlayError(f"the host has a route to the pod range {plan.pod_cidr} that does "
+                            f"not go through {plan.bridge} ({json.dumps(other)}); refusing "
+                            "to replace it")
+    ip.change("route", "replace", plan.pod_cidr, "dev", plan.bridge, "proto",
+              str(ROUTE_PROTOCOL))
 
 
 def _apply_node(ip: _Ip, plan: UnderlayPlan, node: NodeLink) -> None:
@@ -289,6 +360,7 @@ def _apply_node(ip: _Ip, plan: UnderlayPlan, node: NodeLink) -> None:
         ip.change("-n", node.netns, "link", "set", "dev", "lo", "up")
     _converge_address(ip, node.node_ifname, node.address, node.netns)
     _converge_link(ip, inner, node.mtu, netns=node.netns)
+    _forwarding_on(ip, node.netns)
     routes = ip.read("-n", node.netns, "-4", "route", "show", "default") or []
     if [(r.get("gateway"), r.get("dev")) for r in routes] != [(node.gateway, node.node_ifname)]:
         ip.change("-n", node.netns, "-4", "route", "replace", "default", "via", node.gateway,

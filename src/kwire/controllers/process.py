@@ -8,10 +8,12 @@ import logging
 
 from kwire.client import Client
 from kwire.cluster.config import ClusterConfig
+from kwire.cluster.nodes import bridge_name
 from kwire.cluster.pki import load_tokens
 from kwire.controllers import manager
 from kwire.controllers.nodeipam import node_ipam
 from kwire.controllers.perns import root_ca_publisher
+from kwire.controllers.routes import route_controller
 from kwire.daemon import run_until_signalled
 
 log = logging.getLogger("kwire.controller-manager")
@@ -23,7 +25,9 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
     try:
         await manager.run(client, stop, manager.CONTROLLERS + (
             ("root-ca-cert-publisher", root_ca_publisher(config.ca_cert.read_text())),
-            ("nodeipam", node_ipam(config.pod_cidr)),))
+            ("nodeipam", node_ipam(config.pod_cidr)),
+            ("route", route_controller(bridge_name(config.name), config.pod_cidr,
+                                       config.underlay_cidr)),))
     finally:
         await client.close()
 
