@@ -18,10 +18,12 @@ from kwire.cli import CLIError
 @click.option("--token", default=None, help="Node-agent bearer token (with --server).")
 @click.option("--ca", "ca_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Cluster CA certificate (with --server).")
+@click.option("--backend", default="vxlan", show_default=True, type=click.Choice(["vxlan", "host-gw"]),
+              help="Pod traffic between nodes (with --server; else the cluster's setting).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def agent(node: str, cluster: str, server: str | None, token: str | None, ca_file: str | None,
-          log_level: str) -> None:
+          backend: str, log_level: str) -> None:
     """Run a node agent (kubelet role) until SIGTERM; its pods keep running after it stops."""
     from kwire.cluster.config import ClusterConfig, cluster_dir
     from kwire.cluster.pki import load_tokens
@@ -36,7 +38,8 @@ def agent(node: str, cluster: str, server: str | None, token: str | None, ca_fil
             raise CLIError("--server needs --token and --ca")
         state = cluster_dir(cluster)
         config = AgentConfig(node=node, server=server, token=token, ca_file=ca_file,
-                             paths=NodePaths.for_node(cluster, state, node), cluster_state_dir=state)
+                             paths=NodePaths.for_node(cluster, state, node), cluster_state_dir=state,
+                             backend=backend)
     else:
         path = ClusterConfig(name=cluster).config_path
         if not path.exists():
@@ -46,5 +49,6 @@ def agent(node: str, cluster: str, server: str | None, token: str | None, ca_fil
                              token=load_tokens(cc).node_agent, ca_file=str(cc.ca_cert),
                              paths=NodePaths.for_node(cc.name, cc.state_dir, node),
                              cluster_state_dir=cc.state_dir,
-                             cluster_dns=cc.cluster_dns, cluster_domain=cc.cluster_domain)
+                             cluster_dns=cc.cluster_dns, cluster_domain=cc.cluster_domain,
+                             backend=cc.backend)
     run_until_signalled(lambda stop: Agent(config).run(stop))

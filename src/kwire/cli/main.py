@@ -64,6 +64,8 @@ def main() -> None:
 @click.option("--node-port-range", "node_port_range", help="NodePort range [30000-32767].")
 @click.option("--cluster-dns", "cluster_dns", help="Cluster DNS Service IP [10.96.0.10].")
 @click.option("--cluster-domain", "cluster_domain", help="Cluster DNS domain [cluster.local].")
+@click.option("--backend", "backend", type=click.Choice(["vxlan", "host-gw"]),
+              help="Pod traffic between nodes: a VXLAN overlay or host-gw routes [vxlan].")
 @click.option("--compaction-interval", "compaction_interval_seconds", type=click.IntRange(min=1),
               help="Seconds between store compactions [300].")
 @click.option("--nodes", type=click.IntRange(min=0),

@@ -103,6 +103,10 @@ class ClusterConfig:
     cluster_domain: str = "cluster.local"
     """DNS suffix of Services and pods."""
 
+    backend: str = "vxlan"
+    """How pod traffic crosses between nodes: "vxlan" (an overlay, flannel's default) or
+    "host-gw" (plain routes via the nodes' underlay addresses; nodes on one L2 segment)."""
+
     compaction_interval_seconds: int = 300
     """How often the store drops history older than what watchers may still ask for."""
 
@@ -263,6 +267,9 @@ class ClusterConfig:
                             "with 1 <= FIRST <= LAST <= 65535")
         if not all(_DNS_LABEL.match(part) for part in self.cluster_domain.split(".")):
             problems.append(f"cluster_domain {self.cluster_domain!r} is not a DNS domain")
+        if self.backend not in ("vxlan", "host-gw"):
+            problems.append(f'backend: Unsupported value: "{self.backend}": supported values: '
+                            '"vxlan", "host-gw"')
         if self.compaction_interval_seconds <= 0:
             problems.append("compaction_interval_seconds must be positive")
         if problems:
