@@ -70,7 +70,7 @@ def main() -> None:
               help="Seconds between store compactions [300].")
 @click.option("--nodes", type=click.IntRange(min=0),
               help="Worker nodes [default: 2 for a new cluster, else as many as it has]. "
-                   "Nodes are only added: a cluster never shrinks, so each node keeps its "
+                   "Only adds nodes; `kwire node rm NODE` removes one. Each node keeps its "
                    "name and address.")
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds to wait for the API server, then for the nodes, to be ready.")
