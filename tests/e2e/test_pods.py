@@ -6,6 +6,7 @@ an agent killed with SIGKILL while its pod runs."""
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import pty
@@ -78,7 +79,8 @@ def test_seed_pod_runs_as_in_kubernetes(kw, ns):
     wait_for(lambda: re.search(r"multi-container-pod\s+2/2\s+Running\s+0",
                                kw.kubectl("get", "pods", "-n", ns).stdout), 20, "2/2 Running")
     p = pod_json(kw, ns, "multi-container-pod")
-    assert p["status"]["podIP"].startswith("10.244.")
+    node = json.loads(kw.kubectl("get", "node", p["spec"]["nodeName"], "-o", "json").stdout)
+    assert ipaddress.ip_address(p["status"]["podIP"]) in ipaddress.ip_network(node["spec"]["podCIDR"])
     assert p["status"]["hostIP"].startswith("172.")
     assert {c["type"]: c["status"] for c in p["status"]["conditions"]} == {
         "PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",

@@ -186,6 +186,22 @@ class Kubelet:
             await asyncio.sleep(RESYNC_PERIOD)
             for uid in list(self.pods):
                 self.queue.add(uid)
+            await self.network_gc()
+
+    async def network_gc(self) -> None:
+        """CNI GC: release the attachments of sandboxes that no longer exist (a pod
+        removed while the agent was down, a crash half-way through a teardown)."""
+        if self.network is None:
+            return
+        valid = [self.runtime.attachment(st.sandbox.sandbox) for st in self.states.values()
+                 if st.sandbox is not None and not st.sandbox.sandbox.host_network]
+        try:
+            removed = await asyncio.to_thread(self.network.gc, valid)
+        except cni.CniError as e:
+            log.warning("CNI GC: %s", e)
+            return
+        for cached in removed:
+            log.info("CNI GC released %s", cached.container_id)
 
     # ------------------------------------------------------------ sync
 

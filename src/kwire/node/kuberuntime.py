@@ -84,18 +84,18 @@ class KubeRuntime:
                 data: dict[str, Any] = {}
                 ips = host_ips
             else:
-                result = network.add(self._attachment(sb), cni.pod_runtime_config(pod))
+                result = network.add(self.attachment(sb), cni.pod_runtime_config(pod))
                 added = True
                 data, ips = result.data, tuple(result.pod_ips())
             (Path(sb.dir) / "network.json").write_text(json.dumps({"result": data, "ips": ips}))
         except BaseException:
             if added:
-                network.delete(self._attachment(sb))
+                network.delete(self.attachment(sb))
             sandbox.teardown(sb)
             raise
         return PodSandbox(sb, ips)
 
-    def _attachment(self, sb: sandbox.Sandbox) -> cni.Attachment:
+    def attachment(self, sb: sandbox.Sandbox) -> cni.Attachment:
         return cni.Attachment(container_id=sb.id, netns=sb.netns, pod_namespace=sb.pod_namespace,
                               pod_name=sb.pod_name, pod_uid=sb.pod_uid)
 
@@ -117,7 +117,7 @@ class KubeRuntime:
         """CNI DEL (best effort: the namespace goes anyway), then the namespaces."""
         if network is not None and not psb.sandbox.host_network:
             try:
-                network.delete(self._attachment(psb.sandbox))
+                network.delete(self.attachment(psb.sandbox))
             except (cni.CniError, OSError) as e:
                 log.warning("sandbox %s: CNI DEL: %s", psb.id, e)
         sandbox.teardown(psb.sandbox)
