@@ -217,9 +217,9 @@ def test_default_conflist_chains_kwire_cni_with_portmap(tmp_path):
     kwire, portmap = conflist["plugins"]
     assert conflist["cniVersion"] == "1.0.0" and conflist["name"] == "kwire"
     assert kwire == {"type": "kwire-cni", "subnetFile": str(tmp_path / "subnet.env"),
-                     "dataDir": str(tmp_path / "kwire"), "delegate": {"type": "bridge", "bridge": "cni0"}}
+                     "dataDir": str(tmp_path / "kwire"), "delegate": {"type": "ptp"}}
     assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}}
     assert parse_subnet_env((tmp_path / "subnet.env").read_text()) == Subnet(("10.244.2.0/24",), 1450)
-    assert netconf.default_conflist(tmp_path / "s", tmp_path / "d", "ptp")["plugins"][0]["delegate"] == \
-        {"type": "ptp"}
+    assert netconf.default_conflist(tmp_path / "s", tmp_path / "d", "bridge")["plugins"][0]["delegate"] == \
+        {"type": "bridge", "bridge": "cni0"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.d", "subnet.env"], "no temp files left"
