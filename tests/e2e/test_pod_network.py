@@ -10,6 +10,7 @@ Traffic goes only to pods and nodes of the cluster this module started; the host
 an address only once `ip route get` says it goes into that cluster's bridge."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -182,6 +183,31 @@ def test_host_network_pod_has_the_node_ip_and_reaches_other_nodes_pods(mesh):
     assert status["podIP"] == status["hostIP"] == internal_ip(node)
     for server in ("web2", "web3"):
         assert "Welcome to nginx" in pod_fetch(mesh.c, "hostnet", f"http://{mesh.ip(server)}/")
+
+
+def test_a_conflist_dropped_in_serves_the_next_pods(mesh):
+    """The reference bridge plugin alone, in a file that sorts first in the node's net.d,
+    as a network-plugin author would try theirs: the next pod on that node gets its
+    address from it (its own subnet, on a bridge of its own name)."""
+    c = mesh.c
+    node = mesh.nodes[1]["metadata"]["name"]
+    net_d = c.state_dir / "nodes" / node / "cni" / "net.d"
+    subnet = "10.99.0.0/24"
+    mine = net_d / "00-mine.conflist"
+    mine.write_text(json.dumps({"cniVersion": "1.0.0", "name": "mine", "plugins": [
+        {"type": "bridge", "bridge": "mine0", "isGateway": True,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
+                  "dataDir": str(c.state_dir / "nodes" / node / "cni" / "mine-ipam")}}]}))
+    try:
+        c.apply(pod("swapped", node, "busybox"))
+        c.kubectl("wait", "--for=condition=Ready", "pod/swapped", "--timeout=60s", timeout=70)
+        p = c.kubectl_json("get", "pod", "swapped")
+        assert ipaddress.ip_address(p["status"]["podIP"]) in ipaddress.ip_network(subnet)
+        netns = f"kwire-{c.name}_{node}"
+        assert ip_json("ip", "-n", netns, "-j", "link", "show", "mine0")
+    finally:
+        c.kubectl("delete", "pod", "swapped", "--wait=true", "--timeout=60s", check=False, timeout=70)
+        mine.unlink()
 
 
 def overlay_of(c: Cluster, node: str) -> dict[str, list[dict]]:

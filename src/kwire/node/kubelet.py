@@ -95,6 +95,7 @@ class Kubelet:
         self.allocatable: dict[str, str] | None = None
         """The Node's status.allocatable, for unset limits in resourceFieldRef."""
         self.network: cni.CniNetwork | None = None
+        self.network_stamp: tuple = ()
         self.informer = Informer(client, "v1", "pods", field_selector=f"spec.nodeName={config.node}")
         self.service_informer = Informer(client, "v1", "services")
         self.prober = probes.Prober(self._on_probe, self._exec_for, on_event=self._on_probe_event)
@@ -108,11 +109,30 @@ class Kubelet:
         if not cidr or cidr == self.pod_cidr:
             return
         self.pod_cidr = cidr
-        cni_dir = self.config.paths.cni
-        conf_dir = netconf.write_node_config(cni_dir, cidr, mtu)
-        self.network = cni.CniNetwork.load(conf_dir, cni.default_bin_dirs(), cni_dir / netconf.CACHE_DIR)
+        netconf.write_node_config(self.config.paths.cni, cidr, mtu)
+        self.reload_network()
         for uid in self.pods:
             self.queue.add(uid)
+
+    def reload_network(self) -> None:
+        """Use the lexically first conflist of net.d as it is now: one dropped in or
+        changed by the user serves the next pods, as containerd reloads its CNI config.
+        A broken one is reported and the previous network kept."""
+        cni_dir = self.config.paths.cni
+        conf_dir = cni_dir / netconf.CONF_DIR
+        try:
+            stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in conf_dir.iterdir()))
+        except OSError:
+            return
+        if stamp == self.network_stamp:
+            return
+        self.network_stamp = stamp
+        try:
+            self.network = cni.CniNetwork.load(conf_dir, cni.default_bin_dirs(),
+                                               cni_dir / netconf.CACHE_DIR)
+            log.info("CNI network %r", self.network)
+        except (cni.CniError, OSError, ValueError) as e:
+            log.warning("CNI config in %s: %s; keeping the previous network", conf_dir, e)
 
     async def run(self) -> None:
         try:
@@ -248,6 +268,8 @@ class Kubelet:
             await self.kill_pod(st, pod, _grace(pod))
             await self.remove_sandbox(st)
         if st.sandbox is None:
+            if self.network is not None:
+                self.reload_network()
             try:
                 st.sandbox = await asyncio.to_thread(
                     self.runtime.run_sandbox, pod, self.hostname(pod), self.network, (self.node_ip,))
