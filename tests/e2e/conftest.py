@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,17 @@ class Cluster:
         cfg = client.Configuration()
         config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
         return cfg
+
+
+def wait_for(check, timeout: float = 30.0, what: str = "condition", interval: float = 0.2):
+    """Poll check() until it returns something true, and return that; fail with the
+    last value after timeout seconds (every e2e test waits this way)."""
+    deadline = time.monotonic() + timeout
+    while not (last := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
+        time.sleep(interval)
+    return last
 
 
 @contextmanager

@@ -12,7 +12,6 @@ import ipaddress
 import json
 import os
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Cluster, kwire_bin, running_cluster
+from conftest import Cluster, kwire_bin, running_cluster, wait_for
 from kwire.cluster.nodes import ROUTE_PROTOCOL, bridge_name, host_veth_name
 
 pytestmark = [
@@ -30,14 +29,6 @@ pytestmark = [
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (last := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
-        time.sleep(0.3)
-    return last
 
 
 def host_routes() -> list[dict]:

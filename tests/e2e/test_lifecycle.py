@@ -3,23 +3,15 @@ real kubectl against a cluster started with `kwire up`, whose embedded
 controllers (kwire.controllers.manager) do the work."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 import yaml
 
-from conftest import Cluster
+from conftest import Cluster, wait_for
 
 TIMEOUT = 30.0
 
-
-def wait_for(predicate, timeout: float = TIMEOUT, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.2)
 
 
 def exists(cluster: Cluster, *args: str) -> bool:

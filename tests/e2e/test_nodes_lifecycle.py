@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Cluster, kwire_bin
+from conftest import Cluster, kwire_bin, wait_for
 
 pytestmark = [
     pytest.mark.root, pytest.mark.e2e,
@@ -27,13 +27,6 @@ NOT_READY_WITHIN = 40.0
 """The node lifecycle controller's 15 s grace, the lease the agent renewed just before it
 died, and the controller's own period, with room for a loaded machine."""
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.5)
 
 
 def alive(pid: int) -> bool:

@@ -14,7 +14,6 @@ import ipaddress
 import json
 import os
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from conftest import Cluster, running_cluster
+from conftest import Cluster, running_cluster, wait_for
 from kwire.cluster.nodes import bridge_name
 from kwire.net.overlay import ANNOTATION_BACKEND_DATA, VXLAN_DEVICE
 
@@ -37,14 +36,6 @@ POD_MTU = 1450
 ICMP_IP_HEADERS = 28
 HOST_PORT = 8080
 
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (last := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
-        time.sleep(0.3)
-    return last
 
 
 def pod(name: str, node: str, image: str, ports: list[dict] | None = None, **spec) -> dict:

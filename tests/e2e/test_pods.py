@@ -20,7 +20,7 @@ import time
 import uuid
 
 import pytest
-from conftest import KUBECTL, ROOT, running_cluster
+from conftest import KUBECTL, ROOT, running_cluster, wait_for
 
 SEED = ROOT.parent / "shared" / "seed" / "multi-container-pod.yaml"
 SHARED = ROOT / "examples" / "multi-container-pod-shared.yaml"
@@ -43,16 +43,6 @@ def ns(kw):
     finally:
         kw.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def pod_json(kw, ns: str, name: str) -> dict:

@@ -8,28 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import Cluster, running_cluster
+from conftest import Cluster, running_cluster, wait_for
 
-TIMEOUT = 30.0
 GROUP = "kwire.test/scheduler"
-
-
-def wait_for(predicate, timeout: float = TIMEOUT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
