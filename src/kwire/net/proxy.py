@@ -1,0 +1,571 @@
+"""The service proxy as kube-proxy's nftables mode builds it: the pure part.
+
+Services + EndpointSlices -> a ``State`` (the data model: chains of small typed rules and
+the elements of the dispatch maps) -> nftables text. The model is the source of truth:
+``render`` writes it as one ``table ip kwire-proxy``, ``diff`` writes only what changed
+between two states, and ``evaluate`` walks it to say what a packet gets, so unit tests
+check behaviour without a kernel.
+
+Shape (KEP-3866):
+  - ``services`` chain: ``ip daddr . meta l4proto . th dport vmap @service-ips``, then
+    ``ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports``;
+  - ``service-<hash>-<ns>/<svc>/<proto>/<port>`` (cluster policy): masquerade off-cluster
+    sources to the ClusterIP, ClientIP affinity lookups, ``numgen random mod N vmap``;
+  - ``local-<hash>-...`` (local policy): the same over this node's endpoints only;
+  - ``external-<hash>-...``: NodePort, externalIPs and LoadBalancer ingress; masquerades
+    (policy Cluster) or keeps the client IP and goes to the local chain (policy Local);
+  - ``endpoint-<hash>-...__<ip>/<port>``: hairpin mark, affinity update, DNAT;
+  - filter side: ``no-endpoint-services`` / ``no-endpoint-nodeports`` reject (TCP reset,
+    ICMP port unreachable) or drop (a Local policy with no local endpoint) before NAT;
+  - ``masquerading`` in postrouting masquerades packets carrying MASQ_MARK.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+TABLE = "kwire-proxy"
+FAMILY = "ip"
+MASQ_MARK = 0x4000
+"""kube-proxy's masquerade bit."""
+MAX_NAME = 255
+"""Kernel limit on chain and set names (NFT_NAME_MAXLEN 256, with the NUL)."""
+DEFAULT_AFFINITY_TIMEOUT = 10800
+PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+
+SERVICE_IPS = "service-ips"
+SERVICE_NODEPORTS = "service-nodeports"
+NO_ENDPOINT_SERVICES = "no-endpoint-services"
+NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
+NODEPORT_IPS = "nodeport-ips"
+MARK_CHAIN = "mark-for-masquerade"
+REJECT_CHAIN = "reject-chain"
+DROP = "drop"
+REJECT = f"goto {REJECT_CHAIN}"
+
+# --- the data model ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """One condition of a rule. kind: daddr-port (ip, proto, port), saddr (ip),
+    saddr-in / saddr-not-in (cidr), saddr-local (fib saddr type local), in-set (set)."""
+
+    kind: str
+    args: tuple = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Conditions then one action. action: jump/goto (chain), dnat (proto, ip, port),
+    random (endpoint chains), update (set, timeout; not a verdict)."""
+
+    action: str
+    args: tuple = ()
+    matches: tuple[Match, ...] = ()
+
+
+@dataclass(frozen=True)
+class State:
+    """What the Services and EndpointSlices generate; the base chains are constant.
+
+    chains: chain name -> rules (service-/local-/external-/endpoint- chains);
+    service_ips / no_endpoint_services: (ip, proto, port) -> verdict ("goto <chain>",
+    "goto reject-chain", "drop"); service_nodeports / no_endpoint_nodeports: (proto,
+    nodePort) -> verdict, matched on ``node_ips``; affinity_sets: ClientIP sets, one
+    per endpoint of a Service with affinity, as kube-proxy does."""
+
+    chains: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
+    service_ips: Mapping[tuple[str, str, int], str] = field(default_factory=dict)
+    service_nodeports: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    no_endpoint_services: Mapping[tuple[str, str, int], str] = field(default_factory=dict)
+    no_endpoint_nodeports: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    affinity_sets: frozenset[str] = frozenset()
+    node_ips: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The first packet of a connection, as the evaluator sees it."""
+
+    src: str
+    dst: str
+    proto: str  # "tcp" | "udp" | "sctp"
+    dport: int
+    from_local: bool = False
+    """Sent by the node itself (``fib saddr type local``)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """kind: "dnat", "reject", "drop" or "accept" (no service matched). For dnat, the
+    endpoints the random choice may pick and those among them for which the packet is
+    masqueraded (hairpin, off-cluster source, external traffic with policy Cluster)."""
+
+    kind: str
+    endpoints: frozenset[str] = frozenset()
+    masquerade: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        if self.kind != "dnat":
+            return self.kind
+        return "dnat " + ",".join(sorted(self.endpoints))
+
+
+# --- names ------------------------------------------------------------------------------
+
+
+def chain_name(prefix: str, ident: str) -> str:
+    """kube-proxy's ``<prefix>-<hash>-<ident>``; the hash covers the whole ident, so
+    cutting the readable tail to nft's limit keeps names unique."""
+    digest = base64.b32encode(hashlib.sha256(ident.encode()).digest()).decode()[:8]
+    return f"{prefix}-{digest}-{ident}"[:MAX_NAME]
+
+
+# --- building from API objects ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    ip: str
+    port: int
+    local: bool
+    chain: str
+
+
+def _conditions(ep: Mapping) -> tuple[bool, bool, bool]:
+    cond = ep.get("conditions") or {}
+    ready = cond.get("ready") is not False  # nil means ready (EndpointConditions doc)
+    serving = cond["serving"] is not False if "serving" in cond else ready
+    return ready, serving, bool(cond.get("terminating"))
+
+
+def _usable(candidates: list[tuple[_Endpoint, bool, bool, bool]]) -> list[_Endpoint]:
+    """Ready endpoints; when none, serving+terminating ones (KEP-1669)."""
+    ready = [e for e, r, _, _ in candidates if r]
+    return ready or [e for e, r, s, t in candidates if s and t]
+
+
+def _endpoints(slices: Iterable[Mapping], ident: str, port: Mapping, proto: str,
+               node_name: str) -> tuple[list[_Endpoint], list[_Endpoint]]:
+    """(all usable, local usable) endpoints of one service port, deduplicated."""
+    seen: dict[tuple[str, int], tuple[_Endpoint, bool, bool, bool]] = {}
+    for sl in slices:
+        if sl.get("addressType", "IPv4") != "IPv4":
+            continue
+        target = next((p.get("port") for p in sl.get("ports") or []
+                       if (p.get("name") or "") == (port.get("name") or "")
+                       and p.get("protocol", "TCP") == proto), None)
+        if target is None:
+            continue
+        for ep in sl.get("endpoints") or []:
+            flags = _conditions(ep)
+            for ip in ep.get("addresses") or []:
+                if (ip, target) not in seen or (flags[0] and not seen[(ip, target)][1]):
+                    e = _Endpoint(ip, int(target), ep.get("nodeName") == node_name,
+                                  chain_name("endpoint", f"{ident}__{ip}/{target}"))
+                    seen[(ip, target)] = (e, *flags)
+    cands = sorted(seen.values(), key=lambda c: (c[0].ip, c[0].port))
+    return _usable(cands), _usable([c for c in cands if c[0].local])
+
+
+def _service_of(sl: Mapping) -> tuple[str, str]:
+    meta = sl.get("metadata") or {}
+    return meta.get("namespace", "default"), (meta.get("labels") or {}).get(
+        "kubernetes.io/service-name", "")
+
+
+def build(services: Iterable[Mapping], endpoint_slices: Iterable[Mapping], node_name: str,
+          node_ips: Iterable[str], cluster_cidr: str = "10.244.0.0/16") -> State:
+    """The desired state of this node's proxy: a pure function of its inputs."""
+    by_service: dict[tuple[str, str], list[Mapping]] = {}
+    for sl in endpoint_slices:
+        by_service.setdefault(_service_of(sl), []).append(sl)
+    acc = _Draft()
+    for svc in sorted(services, key=lambda s: (s["metadata"].get("namespace", "default"),
+                                              s["metadata"]["name"])):
+        ns = svc["metadata"].get("namespace", "default")
+        name = svc["metadata"]["name"]
+        spec = svc.get("spec") or {}
+        cluster_ip = spec.get("clusterIP")
+        if spec.get("type") == "ExternalName" or not cluster_ip or cluster_ip == "None":
+            continue
+        external = spec.get("type") in ("NodePort", "LoadBalancer")
+        ext_ips = list(spec.get("externalIPs") or [])
+        if spec.get("type") == "LoadBalancer":
+            ext_ips += [i["ip"] for i in (svc.get("status") or {}).get(
+                "loadBalancer", {}).get("ingress") or [] if i.get("ip")]
+        affinity = 0
+        if spec.get("sessionAffinity") == "ClientIP":
+            affinity = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
+                "timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT
+        for port in spec.get("ports") or []:
+            _add_port(acc, f"{ns}/{name}", spec, port, by_service.get((ns, name), []),
+                      node_name, ext_ips, external, affinity, cluster_cidr)
+    return State(chains=acc.chains, service_ips=acc.service_ips,
+                 service_nodeports=acc.service_nodeports,
+                 no_endpoint_services=acc.no_endpoint_services,
+                 no_endpoint_nodeports=acc.no_endpoint_nodeports,
+                 affinity_sets=frozenset(acc.affinity_sets), node_ips=frozenset(node_ips))
+
+
+@dataclass
+class _Draft:
+    """A State under construction."""
+
+    chains: dict = field(default_factory=dict)
+    service_ips: dict = field(default_factory=dict)
+    service_nodeports: dict = field(default_factory=dict)
+    no_endpoint_services: dict = field(default_factory=dict)
+    no_endpoint_nodeports: dict = field(default_factory=dict)
+    affinity_sets: set = field(default_factory=set)
+
+
+def _add_port(acc: _Draft, svc_id: str, spec: Mapping, port: Mapping, slices: list,
+              node_name: str, ext_ips: list[str], external: bool, affinity: int,
+              cluster_cidr: str) -> None:
+    """One service port's chains and map elements, added to ``acc``."""
+    chains, cluster_ip = acc.chains, spec["clusterIP"]
+    proto_api = port.get("protocol", "TCP")
+    proto = PROTOCOLS[proto_api]
+    ident = f"{svc_id}/{proto}/{port.get('name') or port['port']}"
+    all_eps, local_eps = _endpoints(slices, ident, port, proto_api, node_name)
+    itp_local = spec.get("internalTrafficPolicy") == "Local"
+    etp_local = external and spec.get("externalTrafficPolicy") == "Local"
+    nodeport = port.get("nodePort") if external else None
+    svc_port = int(port["port"])
+    # no endpoint at all rejects; endpoints but none local under a Local policy drops
+    no_endpoint = DROP if all_eps else REJECT
+    masq_off_cluster = Rule("jump", (MARK_CHAIN,), (
+        Match("daddr-port", (cluster_ip, proto, svc_port)),
+        Match("saddr-not-in", (cluster_cidr,))))
+
+    def policy_chain(prefix: str, eps: list[_Endpoint], masq: bool) -> str:
+        chain = chain_name(prefix, ident)
+        rules = [masq_off_cluster] if masq else []
+        if affinity:
+            rules += [Rule("goto", (e.chain,), (Match("in-set", (_affinity_set(e),)),))
+                      for e in eps]
+        rules.append(Rule("random", tuple(e.chain for e in eps)))
+        chains[chain] = tuple(rules)
+        for e in eps:
+            chains[e.chain] = _endpoint_rules(e, proto, affinity)
+            if affinity:
+                acc.affinity_sets.add(_affinity_set(e))
+        return chain
+
+    cluster_chain = policy_chain("service", all_eps, not itp_local) if all_eps else None
+    local_chain = (policy_chain("local", local_eps, itp_local)
+                   if local_eps and (itp_local or etp_local) else None)
+
+    internal = local_chain if itp_local else cluster_chain
+    key = (cluster_ip, proto, svc_port)
+    if internal:
+        acc.service_ips[key] = f"goto {internal}"
+    else:
+        acc.no_endpoint_services[key] = no_endpoint
+
+    if not (ext_ips or nodeport):
+        return
+    ext_target = local_chain if etp_local else cluster_chain
+    if ext_target:
+        ext_chain = chain_name("external", ident)
+        if etp_local:  # pods and the node itself still use every endpoint
+            chains[ext_chain] = (
+                Rule("goto", (cluster_chain,), (Match("saddr-in", (cluster_cidr,)),)),
+                Rule("jump", (MARK_CHAIN,), (Match("saddr-local"),)),
+                Rule("goto", (cluster_chain,), (Match("saddr-local"),)),
+                Rule("goto", (local_chain,)))
+        else:
+            chains[ext_chain] = (Rule("jump", (MARK_CHAIN,)), Rule("goto", (cluster_chain,)))
+        ext_ips_map, ports_map, verdict = acc.service_ips, acc.service_nodeports, \
+            f"goto {ext_chain}"
+    else:
+        ext_ips_map, ports_map, verdict = acc.no_endpoint_services, \
+            acc.no_endpoint_nodeports, no_endpoint
+    for ip in ext_ips:
+        ext_ips_map[(ip, proto, svc_port)] = verdict
+    if nodeport:
+        ports_map[(proto, int(nodeport))] = verdict
+
+
+def _affinity_set(e: _Endpoint) -> str:
+    return "affinity-" + e.chain[len("endpoint-"):]
+
+
+def _endpoint_rules(e: _Endpoint, proto: str, affinity: int) -> tuple[Rule, ...]:
+    rules = [Rule("jump", (MARK_CHAIN,), (Match("saddr", (e.ip,)),))]  # hairpin
+    if affinity:
+        rules.append(Rule("update", (_affinity_set(e), affinity)))
+    rules.append(Rule("dnat", (proto, e.ip, e.port)))
+    return tuple(rules)
+
+
+# --- rendering --------------------------------------------------------------------------
+
+_BASE = f"""\
+  chain services {{
+    ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}
+    ip daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}
+  }}
+  chain nat-prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    jump services
+  }}
+  chain nat-output {{
+    type nat hook output priority -100; policy accept;
+    jump services
+  }}
+  chain nat-postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    jump masquerading
+  }}
+  chain {MARK_CHAIN} {{
+    meta mark set meta mark | {MASQ_MARK:#x}
+  }}
+  chain masquerading {{
+    meta mark & {MASQ_MARK:#x} == 0 return
+    meta mark set meta mark ^ {MASQ_MARK:#x}
+    masquerade fully-random
+  }}
+  chain service-endpoints-check {{
+    ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}
+    ip daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}
+  }}
+  chain {REJECT_CHAIN} {{
+    meta l4proto tcp reject with tcp reset
+    reject
+  }}
+  chain filter-input {{
+    type filter hook input priority -110; policy accept;
+    ct state new jump service-endpoints-check
+  }}
+  chain filter-forward {{
+    type filter hook forward priority -110; policy accept;
+    ct state new jump service-endpoints-check
+  }}
+  chain filter-output {{
+    type filter hook output priority -110; policy accept;
+    ct state new jump service-endpoints-check
+  }}
+"""
+
+_MAP_TYPES = {
+    SERVICE_IPS: "ipv4_addr . inet_proto . inet_service : verdict",
+    NO_ENDPOINT_SERVICES: "ipv4_addr . inet_proto . inet_service : verdict",
+    SERVICE_NODEPORTS: "inet_proto . inet_service : verdict",
+    NO_ENDPOINT_NODEPORTS: "inet_proto . inet_service : verdict",
+}
+_SET_TYPE = "type ipv4_addr; flags dynamic,timeout;"
+
+
+def render_match(m: Match) -> str:
+    if m.kind == "daddr-port":
+        ip, proto, port = m.args
+        return f"ip daddr {ip} meta l4proto {proto} th dport {port}"
+    if m.kind == "saddr":
+        return f"ip saddr {m.args[0]}"
+    if m.kind == "saddr-in":
+        return f"ip saddr {m.args[0]}"
+    if m.kind == "saddr-not-in":
+        return f"ip saddr != {m.args[0]}"
+    if m.kind == "saddr-local":
+        return "fib saddr type local"
+    if m.kind == "in-set":
+        return f"ip saddr @{m.args[0]}"
+    raise ValueError(m.kind)
+
+
+def render_rule(r: Rule) -> str:
+    if r.action in ("jump", "goto"):
+        action = f"{r.action} {r.args[0]}"
+    elif r.action == "dnat":
+        proto, ip, port = r.args
+        action = f"meta l4proto {proto} dnat to {ip}:{port}"
+    elif r.action == "random":
+        vmap = ", ".join(f"{i} : goto {c}" for i, c in enumerate(r.args))
+        action = f"numgen random mod {len(r.args)} vmap {{ {vmap} }}"
+    elif r.action == "update":
+        action = f"update @{r.args[0]} {{ ip saddr timeout {r.args[1]}s }}"
+    else:
+        raise ValueError(r.action)
+    return " ".join([*(render_match(m) for m in r.matches), action])
+
+
+def _key(k: tuple) -> str:
+    return " . ".join(str(x) for x in k)
+
+
+def _maps(state: State) -> dict[str, Mapping]:
+    return {SERVICE_IPS: state.service_ips, SERVICE_NODEPORTS: state.service_nodeports,
+            NO_ENDPOINT_SERVICES: state.no_endpoint_services,
+            NO_ENDPOINT_NODEPORTS: state.no_endpoint_nodeports}
+
+
+def _elements(items: Iterable[str]) -> str:
+    items = list(items)
+    return f" elements = {{ {', '.join(items)} }}" if items else ""
+
+
+def render(state: State) -> str:
+    """The whole table, replacing any previous one, as one ``nft -f`` transaction."""
+    out = [f"add table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}",
+           f"table {FAMILY} {TABLE} {{"]
+    out.append(f"  set {NODEPORT_IPS} {{ type ipv4_addr;"
+               f"{_elements(sorted(state.node_ips, key=ipaddress.ip_address))} }}")
+    for name, elems in _maps(state).items():
+        body = _elements(f"{_key(k)} : {v}" for k, v in sorted(elems.items()))
+        out.append(f"  map {name} {{ type {_MAP_TYPES[name]};{body} }}")
+    out += [f"  set {s} {{ {_SET_TYPE} }}" for s in sorted(state.affinity_sets)]
+    out.append(_BASE.rstrip("\n"))
+    for name in sorted(state.chains):  # sorted: the same state always reads the same
+        out.append(f"  chain {name} {{")
+        out += [f"    {render_rule(r)}" for r in state.chains[name]]
+        out.append("  }")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def ruleset(services: Iterable[Mapping], endpoint_slices: Iterable[Mapping], node_name: str,
+            node_ips: Iterable[str], cluster_cidr: str = "10.244.0.0/16") -> str:
+    return render(build(services, endpoint_slices, node_name, node_ips, cluster_cidr))
+
+
+def diff(old: State | None, new: State) -> str:
+    """Only the changes from ``old`` to ``new``, ordered so one ``nft -f`` transaction
+    never references a missing chain: map elements out, chains and sets in, rules
+    rewritten, chains and sets out, map elements in. ``old`` None is a full resync."""
+    if old is None:
+        return render(new)
+    t = f"{FAMILY} {TABLE}"
+    out: list[str] = []
+    maps_old, maps_new = _maps(old), _maps(new)
+    adds: list[str] = []
+    for name in maps_new:
+        o, n = maps_old[name], maps_new[name]
+        gone = [k for k in sorted(o) if k not in n or n[k] != o[k]]
+        if gone:
+            out.append(f"delete element {t} {name} {{ {', '.join(_key(k) for k in gone)} }}")
+        new_elems = [f"{_key(k)} : {n[k]}" for k in sorted(n) if o.get(k) != n[k]]
+        if new_elems:
+            adds.append(f"add element {t} {name} {{ {', '.join(new_elems)} }}")
+    gone_ips = sorted(old.node_ips - new.node_ips)
+    if gone_ips:
+        out.append(f"delete element {t} {NODEPORT_IPS} {{ {', '.join(gone_ips)} }}")
+    new_ips = sorted(new.node_ips - old.node_ips)
+    if new_ips:
+        adds.append(f"add element {t} {NODEPORT_IPS} {{ {', '.join(new_ips)} }}")
+    out += [f"add chain {t} {c}" for c in sorted(new.chains) if c not in old.chains]
+    out += [f"add set {t} {s} {{ {_SET_TYPE} }}"
+            for s in sorted(new.affinity_sets - old.affinity_sets)]
+    for c in sorted(new.chains):
+        if c in old.chains and old.chains[c] == new.chains[c]:
+            continue
+        if c in old.chains:
+            out.append(f"flush chain {t} {c}")
+        out += [f"add rule {t} {c} {render_rule(r)}" for r in new.chains[c]]
+    gone_chains = sorted(c for c in old.chains if c not in new.chains)
+    out += [f"flush chain {t} {c}" for c in gone_chains]  # drop references among them
+    out += [f"delete chain {t} {c}" for c in gone_chains]
+    out += [f"delete set {t} {s}" for s in sorted(old.affinity_sets - new.affinity_sets)]
+    out += adds
+    return "\n".join(out) + "\n" if out else ""
+
+
+# --- evaluating -------------------------------------------------------------------------
+
+
+def evaluate(state: State, packet: Packet,
+             affinity: Mapping[str, Iterable[str]] | None = None) -> Verdict:
+    """What the table does to the first packet of a connection. ``affinity`` holds the
+    contents of the affinity sets (set name -> client IPs), as the datapath filled them."""
+    key = (packet.dst, packet.proto, packet.dport)
+    np_key = (packet.proto, packet.dport)
+    is_node_ip = packet.dst in state.node_ips
+    # filter hooks (priority -110) come before DNAT
+    block = state.no_endpoint_services.get(key) or (
+        state.no_endpoint_nodeports.get(np_key) if is_node_ip else None)
+    if block:
+        return Verdict("drop" if block == DROP else "reject")
+    target = state.service_ips.get(key) or (
+        state.service_nodeports.get(np_key) if is_node_ip else None)
+    if not target:
+        return Verdict("accept")
+    sets = {k: set(v) for k, v in (affinity or {}).items()}
+    return _run(state, target.split(" ", 1)[1], packet, False, sets) or Verdict("accept")
+
+
+def _matches(m: Match, p: Packet, sets: Mapping[str, set]) -> bool:
+    if m.kind == "daddr-port":
+        return (p.dst, p.proto, p.dport) == m.args
+    if m.kind == "saddr":
+        return p.src == m.args[0]
+    if m.kind in ("saddr-in", "saddr-not-in"):
+        inside = ipaddress.ip_address(p.src) in ipaddress.ip_network(m.args[0])
+        return inside == (m.kind == "saddr-in")
+    if m.kind == "saddr-local":
+        return p.from_local
+    if m.kind == "in-set":
+        return p.src in sets.get(m.args[0], ())
+    raise ValueError(m.kind)
+
+
+def _run(state: State, chain: str, p: Packet, marked: bool,
+         sets: Mapping[str, set]) -> Verdict | None:
+    """Walk ``chain``; None when it falls off the end (return to the caller)."""
+    for rule in state.chains.get(chain, ()):
+        if not all(_matches(m, p, sets) for m in rule.matches):
+            continue
+        if rule.action == "jump":  # the model only ever jumps to MARK_CHAIN
+            marked = True
+        elif rule.action == "goto":
+            return _run(state, rule.args[0], p, marked, sets)
+        elif rule.action == "random":
+            picks = [_run(state, c, p, marked, sets) for c in rule.args]
+            picks = [v for v in picks if v and v.kind == "dnat"]
+            return Verdict("dnat", frozenset().union(*(v.endpoints for v in picks)),
+                           frozenset().union(*(v.masquerade for v in picks)))
+        elif rule.action == "dnat":
+            ep = f"{rule.args[1]}:{rule.args[2]}"
+            return Verdict("dnat", frozenset({ep}), frozenset({ep}) if marked else frozenset())
+    return None
+
+
+# --- stale UDP conntrack ----------------------------------------------------------------
+
+
+def _targets(state: State, chain: str) -> frozenset[str]:
+    """Every ``ip:port`` a chain may DNAT to."""
+    found: set[str] = set()
+    for rule in state.chains.get(chain, ()):
+        if rule.action in ("jump", "goto") and rule.args[0] != MARK_CHAIN:
+            found |= _targets(state, rule.args[0])
+        elif rule.action == "random":
+            for c in rule.args:
+                found |= _targets(state, c)
+        elif rule.action == "dnat":
+            found.add(f"{rule.args[1]}:{rule.args[2]}")
+    return frozenset(found)
+
+
+def _udp_frontends(state: State) -> dict[tuple[str, int], frozenset[str]]:
+    out = {(ip, port): _targets(state, v.split(" ", 1)[1])
+           for (ip, proto, port), v in state.service_ips.items() if proto == "udp"}
+    for (proto, port), v in state.service_nodeports.items():
+        if proto == "udp":
+            out.update({(ip, port): _targets(state, v.split(" ", 1)[1])
+                        for ip in state.node_ips})
+    return out
+
+
+def stale_udp(old: State, new: State) -> set[tuple[str, int, str]]:
+    """(frontend IP, port, endpoint IP) whose UDP DNAT is gone: conntrack would keep
+    sending that flow to the old endpoint, so the applier deletes those entries
+    (``conntrack -D -p udp --orig-dst IP --orig-port-dst PORT --reply-src EP``)."""
+    now = _udp_frontends(new)
+    return {(ip, port, ep.rsplit(":", 1)[0])
+            for (ip, port), eps in _udp_frontends(old).items()
+            for ep in eps - now.get((ip, port), frozenset())}
