@@ -15,10 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from kwire.client import Backoff, Client, Informers
+from kwire.controllers.deployment import DeploymentController
+from kwire.controllers.endpoints import EndpointsController
+from kwire.controllers.endpointslice import EndpointSliceController
 from kwire.controllers.garbagecollector import GarbageCollector
 from kwire.controllers.namespace import NamespaceController
 from kwire.controllers.nodelifecycle import NodeLifecycleController
 from kwire.controllers.perns import service_accounts
+from kwire.controllers.replicaset import ReplicaSetController
 from kwire.controllers.scheduler import Scheduler
 
 log = logging.getLogger("kwire.controllers")
@@ -38,6 +42,10 @@ CONTROLLERS: tuple[tuple[str, ControllerFactory], ...] = (
     ("serviceaccount", service_accounts),
     ("scheduler", Scheduler),
     ("nodelifecycle", NodeLifecycleController),
+    ("replicaset", ReplicaSetController),
+    ("deployment", DeploymentController),
+    ("endpoints", EndpointsController),
+    ("endpointslice", EndpointSliceController),
 )
 
 
