@@ -448,3 +448,20 @@ async def run_workers(queue: WorkQueue[K], sync: Sync, workers: int = 1,
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         queue.shut_down()
+
+
+async def run_controller(queue: WorkQueue[K], sync: Sync, workers: int, name: str,
+                         handlers: Iterable[tuple[Informer, Handler]], *,
+                         wait_synced: bool = False) -> None:
+    """A controller's main loop: subscribe each handler to its informer, wait for
+    their caches when asked, run the workers until cancelled, then unsubscribe."""
+    handlers = list(handlers)
+    for informer, handler in handlers:
+        informer.add_handler(handler)
+    try:
+        if wait_synced:
+            await asyncio.gather(*(informer.wait_synced() for informer, _ in handlers))
+        await run_workers(queue, sync, workers, name)
+    finally:
+        for informer, handler in handlers:
+            informer.remove_handler(handler)

@@ -15,7 +15,6 @@ is the loop around them.
 """
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -23,7 +22,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_workers
+from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_controller
 from kwire.controllers.replicaset import (adopt_patch, claim, controller_ref, new_controller_ref,
                                           release_patch, selects)
 from kwire.timestamps import format_time, parse_time
@@ -381,16 +380,10 @@ class DeploymentController:
         return self.informers.get("v1", "pods")
 
     async def run(self) -> None:
-        informers = (self.deployments, self.replicasets, self.pods)
-        handlers = (self._on_deployment, self._on_replicaset, self._on_pod)
-        for inf, h in zip(informers, handlers):
-            inf.add_handler(h)
-        try:
-            await asyncio.gather(*(inf.wait_synced() for inf in informers))
-            await run_workers(self.queue, self.sync, self.workers, "deployment")
-        finally:
-            for inf, h in zip(informers, handlers):
-                inf.remove_handler(h)
+        await run_controller(self.queue, self.sync, self.workers, "deployment",
+                             ((self.deployments, self._on_deployment),
+                              (self.replicasets, self._on_replicaset), (self.pods, self._on_pod)),
+                             wait_synced=True)
 
     def _on_deployment(self, etype: str, obj: dict, old: dict | None) -> None:
         self.queue.add(object_key(obj))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_workers
+from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_controller
 from kwire.controllers.endpointslice import (HEADLESS_LABEL, endpoint_ports, is_pod_ready,
                                              pod_ipv4, selects, should_pod_be_in_endpoints,
                                              should_set_hostname, target_ref)
@@ -81,16 +81,9 @@ class EndpointsController:
         self.endpoints = informers.get("v1", "endpoints")
 
     async def run(self) -> None:
-        handlers = ((self.services, self._on_service), (self.pods, self._on_pod),
-                    (self.endpoints, self._on_service))
-        for informer, handler in handlers:
-            informer.add_handler(handler)
-        try:
-            await run_workers(self.queue, self.sync, 2, "endpoints")
-        finally:
-            for informer, handler in handlers:
-                informer.remove_handler(handler)
-            self.queue.shut_down()
+        await run_controller(self.queue, self.sync, 2, "endpoints",
+                             ((self.services, self._on_service), (self.pods, self._on_pod),
+                              (self.endpoints, self._on_service)))
 
     def _on_service(self, etype: str, obj: dict, old: dict | None) -> None:
         """A Service, or the Endpoints named after it, changed."""

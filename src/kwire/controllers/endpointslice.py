@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_workers
+from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_controller
 
 log = logging.getLogger("kwire.controllers.endpointslice")
 
@@ -295,16 +295,9 @@ class EndpointSliceController:
         at most CACHE_WAIT seconds, in case someone else changed them since."""
 
     async def run(self) -> None:
-        handlers = ((self.services, self._on_service), (self.pods, self._on_pod),
-                    (self.nodes, self._on_node), (self.slices, self._on_slice))
-        for informer, handler in handlers:
-            informer.add_handler(handler)
-        try:
-            await run_workers(self.queue, self.sync, 2, "endpointslice")
-        finally:
-            for informer, handler in handlers:
-                informer.remove_handler(handler)
-            self.queue.shut_down()
+        await run_controller(self.queue, self.sync, 2, "endpointslice",
+                             ((self.services, self._on_service), (self.pods, self._on_pod),
+                              (self.nodes, self._on_node), (self.slices, self._on_slice)))
 
     def _on_service(self, etype: str, obj: dict, old: dict | None) -> None:
         self.queue.add(object_key(obj))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kwire.api.selectors import SelectorError, selector_from_object
-from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_workers
+from kwire.client import ApiError, Client, Informers, WorkQueue, object_key, run_controller
 from kwire.timestamps import parse_time
 
 log = logging.getLogger("kwire.replicaset")
@@ -252,15 +252,9 @@ class ReplicaSetController:
         return self.informers.get("v1", "pods")
 
     async def run(self) -> None:
-        rs_informer, pod_informer = self.replicasets, self.pods
-        rs_informer.add_handler(self._on_replicaset)
-        pod_informer.add_handler(self._on_pod)
-        try:
-            await asyncio.gather(rs_informer.wait_synced(), pod_informer.wait_synced())
-            await run_workers(self.queue, self.sync, self.workers, "replicaset")
-        finally:
-            rs_informer.remove_handler(self._on_replicaset)
-            pod_informer.remove_handler(self._on_pod)
+        await run_controller(self.queue, self.sync, self.workers, "replicaset",
+                             ((self.replicasets, self._on_replicaset), (self.pods, self._on_pod)),
+                             wait_synced=True)
 
     def _on_replicaset(self, etype: str, obj: dict, old: dict | None) -> None:
         key = object_key(obj)

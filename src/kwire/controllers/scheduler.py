@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 from kwire.api.validation import quantity
 from kwire.client import (ApiError, Client, Informers, WorkQueue, object_key, resource_path,
-                          run_workers)
+                          run_controller)
 from kwire.timestamps import format_time
 
 log = logging.getLogger("kwire.scheduler")
@@ -293,14 +293,8 @@ class Scheduler:
         return self.informers.get("v1", "nodes")
 
     async def run(self) -> None:
-        pods, nodes = self.pods, self.nodes
-        pods.add_handler(self._on_pod)
-        nodes.add_handler(self._on_node)
-        try:
-            await run_workers(self.queue, self.sync, 1, "scheduler")
-        finally:
-            pods.remove_handler(self._on_pod)
-            nodes.remove_handler(self._on_node)
+        await run_controller(self.queue, self.sync, 1, "scheduler",
+                             ((self.pods, self._on_pod), (self.nodes, self._on_node)))
 
     def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
         key = object_key(pod)
