@@ -89,11 +89,16 @@ class Agent:
         self.overlay = Overlay(config.backend, self.address)
         """Its pod_mtu is the MTU this node's pods get."""
         self.overlay_now = asyncio.Event()
+        self.nodes = Informer(self.client, "v1", "nodes")
+        """One watch of every Node: this node's pod CIDR (status) and its peers (overlay)."""
         self.kubelet = Kubelet(self.client, config, self.address, self.runtime, self.images)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             await self.register()
+            self.nodes.add_handler(self._on_node)
+            self.nodes.add_handler(self._on_any_node)
+            self.nodes.start()
             tasks = [asyncio.create_task(c) for c in (self.lease_loop(), self.status_loop(),
                                                       self.overlay_loop(), self.kubelet.run())]
             stopper = asyncio.create_task(stop.wait())
@@ -105,6 +110,7 @@ class Agent:
                 if t is not stopper and t.exception() is not None:
                     raise t.exception()
         finally:
+            await self.nodes.stop()
             await self.kubelet.close()
             await self.client.close()
 
@@ -159,28 +165,24 @@ class Agent:
     async def status_loop(self) -> None:
         """Heartbeat the conditions every STATUS_INTERVAL, and at once when the Node's
         pod CIDR arrives (the node is Ready from then on)."""
-        node = Informer(self.client, "v1", "nodes", field_selector=f"metadata.name={self.config.node}")
-        node.add_handler(self._on_node)
-        node.start()
-        try:
-            while True:
-                try:
-                    await asyncio.wait_for(self.status_now.wait(), STATUS_INTERVAL)
-                except asyncio.TimeoutError:
-                    pass
-                self.status_now.clear()
-                try:
-                    await self.post_status()
-                except (ApiError, *TRANSPORT_ERRORS) as e:
-                    log.warning("node status: %s", e)
-                    await asyncio.sleep(RETRY[0])
-                    self.status_now.set()
-                except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat
-                    log.exception("node status")
-        finally:
-            await node.stop()
+        while True:
+            try:
+                await asyncio.wait_for(self.status_now.wait(), STATUS_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+            self.status_now.clear()
+            try:
+                await self.post_status()
+            except (ApiError, *TRANSPORT_ERRORS) as e:
+                log.warning("node status: %s", e)
+                await asyncio.sleep(RETRY[0])
+                self.status_now.set()
+            except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat
+                log.exception("node status")
 
     def _on_node(self, etype: str, node: dict, old: dict | None) -> None:
+        if node["metadata"]["name"] != self.config.node:
+            return
         cidr = (node.get("spec") or {}).get("podCIDR")
         if etype != "DELETED" and cidr and cidr != self.kubelet.pod_cidr:
             self.status_now.set()
@@ -188,31 +190,25 @@ class Agent:
     async def overlay_loop(self) -> None:
         """Keep the routes, neighbours and FDB entries to every other node in step with
         the Nodes, and publish this node's VTEP in its Node's annotations."""
-        nodes = Informer(self.client, "v1", "nodes")
-        nodes.add_handler(self._on_any_node)
-        nodes.start()
         backoff = Backoff(RETRY[0], OVERLAY_RESYNC)
-        try:
-            while True:
-                try:
-                    await asyncio.wait_for(self.overlay_now.wait(), OVERLAY_RESYNC)
-                except asyncio.TimeoutError:
-                    pass
-                self.overlay_now.clear()
-                if not nodes.has_synced:
-                    continue
-                try:
-                    await self.sync_overlay(nodes.store.list())
-                    backoff.reset()
-                    continue
-                except (OverlayError, ApiError, *TRANSPORT_ERRORS) as e:
-                    log.warning("overlay: %s", e)
-                except Exception:  # noqa: BLE001 - a bug here must not stop the agent
-                    log.exception("overlay")
-                await asyncio.sleep(backoff.next())
-                self.overlay_now.set()
-        finally:
-            await nodes.stop()
+        while True:
+            try:
+                await asyncio.wait_for(self.overlay_now.wait(), OVERLAY_RESYNC)
+            except asyncio.TimeoutError:
+                pass
+            self.overlay_now.clear()
+            if not self.nodes.has_synced:
+                continue
+            try:
+                await self.sync_overlay(self.nodes.store.list())
+                backoff.reset()
+                continue
+            except (OverlayError, ApiError, *TRANSPORT_ERRORS) as e:
+                log.warning("overlay: %s", e)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the agent
+                log.exception("overlay")
+            await asyncio.sleep(backoff.next())
+            self.overlay_now.set()
 
     def _on_any_node(self, etype: str, node: dict, old: dict | None) -> None:
         if old is None or etype == "DELETED" or overlay_fields(node) != overlay_fields(old):

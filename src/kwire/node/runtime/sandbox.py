@@ -179,7 +179,13 @@ def list_sandboxes(root: Path = DEFAULT_ROOT) -> list[Sandbox]:
 
 
 def netns_exists(sb: Sandbox) -> bool:
-    return rootfs.is_mounted(sb.netns)
+    """The namespace lives while an nsfs is mounted on its file, which then shows another
+    device than its folder: two stats, not a read of every mount (the kubelet asks this
+    on every pod sync)."""
+    try:
+        return os.stat(sb.netns).st_dev != os.stat(os.path.dirname(sb.netns)).st_dev
+    except FileNotFoundError:
+        return False
 
 
 def teardown(sb: Sandbox) -> None:
