@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from kwire.client import Backoff, Client, Informers
+from kwire.controllers.daemonset import DaemonSetController
 from kwire.controllers.deployment import DeploymentController
 from kwire.controllers.endpoints import EndpointsController
 from kwire.controllers.endpointslice import EndpointSliceController
@@ -44,6 +45,7 @@ CONTROLLERS: tuple[tuple[str, ControllerFactory], ...] = (
     ("nodelifecycle", NodeLifecycleController),
     ("replicaset", ReplicaSetController),
     ("deployment", DeploymentController),
+    ("daemonset", DaemonSetController),
     ("endpoints", EndpointsController),
     ("endpointslice", EndpointSliceController),
 )

@@ -105,12 +105,12 @@ def filter_node(pod: dict, node: dict, on_node: list[dict]) -> str | None:
     spec = pod.get("spec") or {}
     tolerations = [t for t in spec.get("tolerations") or () if isinstance(t, dict)]
     nspec = node.get("spec") or {}
-    if nspec.get("unschedulable") and not _tolerated(
+    if nspec.get("unschedulable") and not tolerated(
             {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}, tolerations):
         return UNSCHEDULABLE
     for taint in effective_taints(node):
         if taint.get("effect") in ("NoSchedule", "NoExecute") \
-                and not _tolerated(taint, tolerations):
+                and not tolerated(taint, tolerations):
             return taint_reason(taint)
     if not node_affinity_matches(pod, node):
         return NODE_SELECTOR
@@ -136,7 +136,7 @@ def effective_taints(node: dict) -> list[dict]:
     return taints
 
 
-def _tolerated(taint: Mapping, tolerations: list[dict]) -> bool:
+def tolerated(taint: Mapping, tolerations: list[dict]) -> bool:
     """Toleration.ToleratesTaint for any of the tolerations."""
     for t in tolerations:
         if t.get("effect") and t["effect"] != taint.get("effect"):

@@ -1,4 +1,5 @@
-"""apps/v1: Deployment, ReplicaSet and DaemonSet, as a Kubernetes 1.32 API server serves them.
+"""apps/v1: Deployment, ReplicaSet, DaemonSet and ControllerRevision, as a Kubernetes 1.32
+API server serves them.
 
 Defaults are apps/v1 SetDefaults_*, validation is pkg/apis/apps/validation plus the
 registry strategies (selector immutability), and the table columns are
@@ -9,6 +10,8 @@ MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable`.
 """
 from __future__ import annotations
 
+import copy
+import json
 import re
 from datetime import datetime
 from typing import Any
@@ -462,12 +465,37 @@ REPLICASET = REGISTRY.add(Kind(
 # --- DaemonSet ----------------------------------------------------------------------------
 
 
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
+
 def default_daemonset(obj: Obj) -> None:
-    """SetDefaults_DaemonSet, then the pod template's defaults."""
+    """SetDefaults_DaemonSet, then the pod template's defaults. A new DaemonSet's
+    template is generation 1 (upstream's strategy; apps/v1 shows it as an annotation)."""
     spec = obj.setdefault("spec", {})
     _default_strategy(spec, "updateStrategy", 1, 0)
     spec.setdefault("revisionHistoryLimit", 10)
     _default_template(spec)
+    annotations = obj.setdefault("metadata", {}).get("annotations") or {}
+    annotations.setdefault(TEMPLATE_GENERATION, "1")
+    obj["metadata"]["annotations"] = annotations
+
+
+def prepare_daemonset_update(new: Obj, old: Obj) -> None:
+    """The template generation is the server's: it moves on by one when the template
+    changes (the daemon pods carry it as their pod-template-generation label)."""
+    old_annotations = old["metadata"].get("annotations") or {}
+    try:
+        generation = int(old_annotations.get(TEMPLATE_GENERATION, "1"))
+    except ValueError:
+        generation = 1
+    new_spec = dict(new.get("spec") or {})
+    new_spec["template"] = copy.deepcopy(new_spec.get("template") or {})
+    _default_template(new_spec)
+    if new_spec["template"] != (old.get("spec") or {}).get("template"):
+        generation += 1
+    annotations = new.setdefault("metadata", {}).get("annotations") or {}
+    annotations[TEMPLATE_GENERATION] = str(generation)
+    new["metadata"]["annotations"] = annotations
 
 
 def _validate_daemonset_strategy(strategy: dict) -> list[Cause]:
@@ -536,8 +564,8 @@ DAEMONSET = REGISTRY.add(Kind(
     group="apps", version="v1", kind="DaemonSet", plural="daemonsets", singular="daemonset",
     short_names=("ds",), categories=("all",), subresources=("status",),
     status_subresource=True,
-    default=default_daemonset, validate=validate_daemonset,
-    validate_update=_selector_immutable,
+    default=default_daemonset, prepare_update=prepare_daemonset_update,
+    validate=validate_daemonset, validate_update=_selector_immutable,
     columns=(
         NAME_COLUMN,
         Column("Desired", "integer", description="The total number of nodes that should be "
@@ -563,4 +591,51 @@ DAEMONSET = REGISTRY.add(Kind(
     ),
     row=daemonset_row,
     merge_schema=_workload_schema(),
+))
+
+
+# --- ControllerRevision -------------------------------------------------------------------
+
+
+def validate_controller_revision(obj: Obj) -> list[Cause]:
+    """ValidateControllerRevision."""
+    causes = _meta(obj)
+    if obj.get("data") is None:
+        causes.append(v.required("data", "data is mandatory"))
+    return causes + v.nonnegative(obj.get("revision"), "revision")
+
+
+def validate_controller_revision_update(new: Obj, old: Obj) -> list[Cause]:
+    if new.get("data") == old.get("data"):
+        return []
+    return [go_invalid("data", f"runtime.RawExtension{{Raw:{json.dumps(new.get('data'))}}}",
+                       "field is immutable")]
+
+
+def controller_revision_row(obj: Obj, now: datetime) -> list:
+    """printControllerRevision: the controller as `<kind>.<group>/<name>`, lower case."""
+    ref = next((r for r in obj["metadata"].get("ownerReferences") or () if r.get("controller")),
+               None)
+    controller = "<none>"
+    if ref is not None:
+        group = ref.get("apiVersion", "").rpartition("/")[0]
+        kind = f"{ref.get('kind', '')}.{group}" if group else ref.get("kind", "")
+        controller = f"{kind.lower()}/{ref.get('name', '')}"
+    return [obj["metadata"]["name"], controller, obj.get("revision", 0), age(obj, now)]
+
+
+CONTROLLER_REVISION = REGISTRY.add(Kind(
+    group="apps", version="v1", kind="ControllerRevision", plural="controllerrevisions",
+    singular="controllerrevision", spec_paths=(),
+    validate=validate_controller_revision,
+    validate_update=validate_controller_revision_update,
+    columns=(
+        NAME_COLUMN,
+        Column("Controller", description="Controller of the object"),
+        Column("Revision", description="Revision indicates the revision of the state "
+               "represented by Data."),
+        AGE_COLUMN,
+    ),
+    row=controller_revision_row,
+    merge_schema={"metadata": {"fields": OBJECT_META_SCHEMA}},
 ))
