@@ -12,6 +12,7 @@ from kwire.net.proxy import (
     MAX_NAME,
     REJECT,
     Packet,
+    Tracker,
     build,
     chain_name,
     diff,
@@ -89,7 +90,9 @@ def test_udp_and_sctp_ports():
     assert str(go(st, "10.96.0.10", 53, "udp")) == "dnat 10.244.1.6:5353"
     assert str(go(st, "10.96.0.10", 53, "tcp")) == "dnat 10.244.1.6:5353"
     assert str(go(st, "10.96.0.10", 99, "sctp")) == "dnat 10.244.1.6:99"
-    assert "meta l4proto udp dnat to 10.244.1.6:5353" in render(st)
+    text = render(st)
+    assert "10.96.0.10 . udp . 53 . 0 : 10.244.1.6 . 5353" in text
+    assert "10.96.0.10 . sctp . 99 . 0 : 10.244.1.6 . 99" in text
     assert go(st, "10.96.0.10", 99, "udp").kind == "accept"
 
 
@@ -140,9 +143,16 @@ def test_hairpin_and_off_cluster_sources_are_masqueraded():
     assert v.masquerade == {"10.244.1.5:8080"}  # only if it lands on itself
     assert go(st, "10.96.0.10", 80, src=NODE_IP, local=True).masquerade == v.endpoints
     text = render(st)
-    assert "ip saddr 10.244.1.5 jump mark-for-masquerade" in text
-    assert ("ip daddr 10.96.0.10 meta l4proto tcp th dport 80 ip saddr != 10.244.0.0/16 "
+    # only this node's endpoints: another node's pod hairpins through its own node
+    assert "hairpin-endpoints { type ipv4_addr . ipv4_addr; elements = { 10.244.1.5 . " \
+        "10.244.1.5 } }" in text
+    assert "ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade" \
+        in text
+    assert "set cluster-ips { type ipv4_addr . inet_proto . inet_service; elements = { " \
+        "10.96.0.10 . tcp . 80, 10.96.0.10 . tcp . 443 } }" in text
+    assert ("ip daddr . meta l4proto . th dport @cluster-ips ip saddr != 10.244.0.0/16 "
             "jump mark-for-masquerade") in text
+    assert go(st, "10.96.0.10", 80, src="172.30.0.1").masquerade == v.endpoints
     assert "meta mark & 0x4000 == 0 return" in text and "masquerade fully-random" in text
 
 
@@ -248,14 +258,18 @@ def test_external_traffic_policy_ignored_on_clusterip_type():
 
 
 def test_names_follow_kube_proxy_and_stay_within_nft_limits():
-    st = state([WEB], [WEB_EPS])
+    plain = state([WEB], [WEB_EPS])
+    assert set(plain.chains) == {"random-2"}  # no chain per service or endpoint
+    assert plain.service_ips[("10.96.0.10", "tcp", 80)] == "goto random-2"
+    st = state([svc("web", [port(80, "http")], sessionAffinity="ClientIP")], [WEB_EPS])
     name = chain_name("service", "default/web/tcp/http")
     assert name.startswith("service-") and name.endswith("-default/web/tcp/http")
     assert len(name.split("-")[1]) == 8 and name in st.chains
     assert chain_name("endpoint", "default/web/tcp/http__10.244.1.5/8080") in st.chains
     assert st.service_ips[("10.96.0.10", "tcp", 80)] == f"goto {name}"
-    unnamed = state([svc("u", [port(80)])], [eps("u", [port(8080)], [ep("10.244.1.5")])])
-    assert chain_name("service", "default/u/tcp/80") in unnamed.chains
+    unnamed = state([svc("u", [port(80)], internalTrafficPolicy="Local")],
+                    [eps("u", [port(8080)], [ep("10.244.1.5")])])
+    assert chain_name("local", "default/u/tcp/80") in unnamed.chains
     long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
     a, b = chain_name("endpoint", long_a), chain_name("endpoint", long_b)
     assert len(a) == len(b) == MAX_NAME and a != b
@@ -276,9 +290,11 @@ def test_diff_adds_only_the_new_service():
     new = state([WEB, db], [WEB_EPS, eps("db", [port(5432)], [ep("10.244.1.8")])])
     lines = _lines(diff(old, new))
     assert all("web" not in line for line in lines)
-    assert any(line.startswith("add chain ip kwire-proxy service-") for line in lines)
-    assert lines[-1].startswith("add element ip kwire-proxy service-ips { 10.96.0.20 . tcp "
-                                ". 5432 : goto service-")
+    assert "add chain ip kwire-proxy random-1" in lines
+    assert "add element ip kwire-proxy service-endpoints { 10.96.0.20 . tcp . 5432 . 0 : " \
+        "10.244.1.8 . 5432 }" in lines
+    assert lines[-1] == "add element ip kwire-proxy service-ips { 10.96.0.20 . tcp . 5432 : " \
+        "goto random-1 }"
     assert not any(line.startswith(("delete", "flush")) for line in lines)
     assert diff(new, new) == ""
 
@@ -288,20 +304,25 @@ def test_diff_removes_endpoint_and_service():
     one = eps("web", [port(8080, "http"), port(8443, "https")], [ep("10.244.1.5")])
     new = state([WEB], [one])
     lines = _lines(diff(old, new))
-    gone = chain_name("endpoint", "default/web/tcp/http__10.244.2.5/8080")
-    assert f"delete chain ip kwire-proxy {gone}" in lines
-    assert f"flush chain ip kwire-proxy {chain_name('service', 'default/web/tcp/http')}" \
-        in lines
-    assert not any("element" in line for line in lines)  # map elements unchanged
+    assert lines[:2] == [
+        "delete element ip kwire-proxy service-endpoints { 10.96.0.10 . tcp . 80 . 1, "
+        "10.96.0.10 . tcp . 443 . 1 }",
+        "delete element ip kwire-proxy service-ips { 10.96.0.10 . tcp . 80, "
+        "10.96.0.10 . tcp . 443 }"]
+    assert not any("hairpin" in line for line in lines)  # 10.244.2.5 is on n2
+    assert lines[-3:] == ["flush chain ip kwire-proxy random-2",
+                          "delete chain ip kwire-proxy random-2",
+                          "add element ip kwire-proxy service-ips { 10.96.0.10 . tcp . 80 : "
+                          "goto random-1, 10.96.0.10 . tcp . 443 : goto random-1 }"]
     lines = _lines(diff(new, state([], [])))
-    assert lines[0].startswith("delete element ip kwire-proxy service-ips {")
+    assert lines[0].startswith("delete element ip kwire-proxy service-endpoints {")
     assert lines[-1].startswith("delete chain")
 
 
 def test_diff_moves_service_to_no_endpoints():
     old = state([WEB], [WEB_EPS])
     lines = _lines(diff(old, state([WEB], [])))
-    assert lines[0].startswith("delete element ip kwire-proxy service-ips")
+    assert lines[1].startswith("delete element ip kwire-proxy service-ips")
     assert lines[-1] == ("add element ip kwire-proxy no-endpoint-services { 10.96.0.10 . tcp "
                          ". 80 : goto reject-chain, 10.96.0.10 . tcp . 443 : goto reject-chain }")
 
@@ -389,3 +410,35 @@ def test_stale_udp_flows_of_removed_endpoints():
     assert stale_udp(old, state([s], [])) == {
         ("10.96.0.10", 53, "10.244.1.6"), ("10.96.0.10", 53, "10.244.2.6"),
         (NODE_IP, 30053, "10.244.1.6"), (NODE_IP, 30053, "10.244.2.6")}
+
+
+def test_random_choice_is_a_fair_cascade():
+    five = eps("web", [port(8080, "http")], [ep(f"10.244.1.{i}") for i in range(1, 6)])
+    st = state([svc("web", [port(80, "http")], internalTrafficPolicy="Local")], [five])
+    rules = st.chains[chain_name("local", "default/web/tcp/http")]
+    picks = [r for r in rules if r.action == "dnat"]
+    # P(i-th) = prod_{j<i} (1 - 1/(5-j)) * 1/(5-i) = 1/5 for every endpoint
+    assert [m.args for r in picks for m in r.matches] == [(5,), (4,), (3,), (2,)]
+    assert not picks[-1].matches
+    assert go(st, "10.96.0.10", 80).endpoints == {f"10.244.1.{i}:8080" for i in range(1, 6)}
+
+
+def test_tracker_touches_only_what_changed_and_agrees_with_a_full_build():
+    db = svc("db", [port(5432)], ip="10.96.0.20")
+    db_eps = eps("db", [port(5432)], [ep("10.244.1.5")])  # also behind web: shared pair
+    tracker = Tracker(NODE, [NODE_IP], "10.244.0.0/16")
+    tracker.update({("default", "web"): (WEB, [WEB_EPS]), ("default", "db"): (db, [db_eps])})
+    full_old = tracker.state()
+    assert full_old == state([WEB, db], [WEB_EPS, db_eps])
+
+    moved = eps("db", [port(5432)], [ep("10.244.1.8")])
+    before, after = tracker.update({("default", "db"): (db, [moved])})
+    assert all("10.96.0.10" not in str(k) for k in before.service_ips)  # web not touched
+    assert tracker.state() == state([WEB, db], [WEB_EPS, moved])
+    assert set(_lines(diff(before, after))) == set(_lines(diff(full_old, tracker.state())))
+    assert "10.244.1.5" in {ip for ip in tracker.state().hairpin}  # web still needs it
+
+    before, after = tracker.update({("default", "web"): (None, [])})
+    assert tracker.state() == state([db], [moved])
+    assert "delete chain ip kwire-proxy random-2" in _lines(diff(before, after))
+    assert "random-1" in tracker.state().chains  # db's shared chain stays

@@ -50,5 +50,5 @@ def agent(node: str, cluster: str, server: str | None, token: str | None, ca_fil
                              paths=NodePaths.for_node(cc.name, cc.state_dir, node),
                              cluster_state_dir=cc.state_dir,
                              cluster_dns=cc.cluster_dns, cluster_domain=cc.cluster_domain,
-                             backend=cc.backend)
+                             backend=cc.backend, cluster_cidr=cc.pod_cidr)
     run_until_signalled(lambda stop: Agent(config).run(stop))

@@ -6,22 +6,38 @@ the elements of the dispatch maps) -> nftables text. The model is the source of 
 between two states, and ``evaluate`` walks it to say what a packet gets, so unit tests
 check behaviour without a kernel.
 
-Shape (KEP-3866):
-  - ``services`` chain: ``ip daddr . meta l4proto . th dport vmap @service-ips``, then
-    ``ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports``;
-  - ``service-<hash>-<ns>/<svc>/<proto>/<port>`` (cluster policy): masquerade off-cluster
-    sources to the ClusterIP, ClientIP affinity lookups, ``numgen random mod N vmap``;
-  - ``local-<hash>-...`` (local policy): the same over this node's endpoints only;
-  - ``external-<hash>-...``: NodePort, externalIPs and LoadBalancer ingress; masquerades
-    (policy Cluster) or keeps the client IP and goes to the local chain (policy Local);
-  - ``endpoint-<hash>-...__<ip>/<port>``: hairpin mark, affinity update, DNAT;
+Shape (KEP-3866, with two departures for scale, below):
+  - ``services`` chain: off-cluster sources to a ClusterIP (set ``cluster-ips``) are
+    marked for masquerade; then ``ip daddr . meta l4proto . th dport vmap @service-ips``,
+    then ``ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports``;
+  - a Service with no ClientIP affinity and Cluster traffic policies (the common case)
+    has no chain of its own: its frontends go to the shared ``random-<n>`` chain, which
+    DNATs to ``service-endpoints[daddr . proto . dport . (numgen random mod n)]``;
+    NodePort, externalIPs and LoadBalancer frontends go through ``external-random-<n>``,
+    which marks for masquerade first;
+  - otherwise ``service-<hash>-<ns>/<svc>/<proto>/<port>`` (cluster policy): ClientIP
+    affinity lookups, then the random choice; ``local-<hash>-...`` the same over this
+    node's endpoints only (Local policies); ``external-<hash>-...`` for NodePort,
+    externalIPs and LoadBalancer ingress: masquerades (policy Cluster) or keeps the
+    client IP and goes to the local chain (policy Local); ``endpoint-<hash>-...`` (with
+    affinity only): affinity update, DNAT;
+  - hairpin (a pod reaching itself through its Service): one set of this node's
+    ``ep . ep`` pairs matched in postrouting, not a rule per endpoint chain;
   - filter side: ``no-endpoint-services`` / ``no-endpoint-nodeports`` reject (TCP reset,
     ICMP port unreachable) or drop (a Local policy with no local endpoint) before NAT;
   - ``masquerading`` in postrouting masquerades packets carrying MASQ_MARK.
+
+Why the departures: kube-proxy's chain per service and per endpoint, chosen by
+``numgen random mod N vmap { ... }``, puts ~60,000 chains and 10,000 anonymous maps
+into the kernel for 10,000 Services of 5 endpoints; loading that took minutes here (each
+verdict map into a chain is checked table-wide). Map elements load in about a second.
+Where a chain per service remains, the random choice is iptables mode's cascade
+(``numgen random mod N-i == 0`` before the i-th endpoint; each gets 1/N).
 """
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
@@ -38,6 +54,10 @@ PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 
 SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
+HAIRPIN = "hairpin-endpoints"
+CLUSTER_IPS = "cluster-ips"
+SERVICE_ENDPOINTS = "service-endpoints"
+RANDOM = "random"
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
 NODEPORT_IPS = "nodeport-ips"
@@ -52,7 +72,8 @@ REJECT = f"goto {REJECT_CHAIN}"
 @dataclass(frozen=True)
 class Match:
     """One condition of a rule. kind: daddr-port (ip, proto, port), saddr (ip),
-    saddr-in / saddr-not-in (cidr), saddr-local (fib saddr type local), in-set (set)."""
+    saddr-in / saddr-not-in (cidr), saddr-local (fib saddr type local), in-set (set),
+    random (n: true once in n, drawn afresh by each rule)."""
 
     kind: str
     args: tuple = ()
@@ -61,7 +82,8 @@ class Match:
 @dataclass(frozen=True)
 class Rule:
     """Conditions then one action. action: jump/goto (chain), dnat (proto, ip, port),
-    random (endpoint chains), update (set, timeout; not a verdict)."""
+    dnat-map (n: the packet's frontend and a random 0..n-1 looked up in the
+    service-endpoints map), update (set, timeout; not a verdict)."""
 
     action: str
     args: tuple = ()
@@ -76,7 +98,9 @@ class State:
     service_ips / no_endpoint_services: (ip, proto, port) -> verdict ("goto <chain>",
     "goto reject-chain", "drop"); service_nodeports / no_endpoint_nodeports: (proto,
     nodePort) -> verdict, matched on ``node_ips``; affinity_sets: ClientIP sets, one
-    per endpoint of a Service with affinity, as kube-proxy does."""
+    per endpoint of a Service with affinity, as kube-proxy does; hairpin: this node's
+    endpoint IPs, whose packets to themselves through a Service are masqueraded (only
+    a pod's own node sees its hairpin traffic)."""
 
     chains: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
     service_ips: Mapping[tuple[str, str, int], str] = field(default_factory=dict)
@@ -85,6 +109,14 @@ class State:
     no_endpoint_nodeports: Mapping[tuple[str, int], str] = field(default_factory=dict)
     affinity_sets: frozenset[str] = frozenset()
     node_ips: frozenset[str] = frozenset()
+    hairpin: frozenset[str] = frozenset()
+    cluster_ips: frozenset[tuple[str, str, int]] = frozenset()
+    """ClusterIP frontends with endpoints: off-cluster sources to them are masqueraded
+    (kube-proxy's rule per service chain, as one set here)."""
+    cluster_cidr: str = "10.244.0.0/16"
+    endpoints: Mapping[tuple[str, str, int, int], str] = field(default_factory=dict)
+    """(frontend ip, proto, port, i) -> "endpoint ip . port": the i-th endpoint of a
+    Service without affinity or Local policies, picked by the shared random-<n> chains."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +165,12 @@ class _Endpoint:
     ip: str
     port: int
     local: bool
-    chain: str
+    ident: str
+
+    @property
+    def chain(self) -> str:
+        """Only Services with ClientIP affinity have endpoint chains."""
+        return chain_name("endpoint", f"{self.ident}__{self.ip}/{self.port}")
 
 
 def _conditions(ep: Mapping) -> tuple[bool, bool, bool]:
@@ -165,8 +202,7 @@ def _endpoints(slices: Iterable[Mapping], ident: str, port: Mapping, proto: str,
             flags = _conditions(ep)
             for ip in ep.get("addresses") or []:
                 if (ip, target) not in seen or (flags[0] and not seen[(ip, target)][1]):
-                    e = _Endpoint(ip, int(target), ep.get("nodeName") == node_name,
-                                  chain_name("endpoint", f"{ident}__{ip}/{target}"))
+                    e = _Endpoint(ip, int(target), ep.get("nodeName") == node_name, ident)
                     seen[(ip, target)] = (e, *flags)
     cands = sorted(seen.values(), key=lambda c: (c[0].ip, c[0].port))
     return _usable(cands), _usable([c for c in cands if c[0].local])
@@ -184,32 +220,121 @@ def build(services: Iterable[Mapping], endpoint_slices: Iterable[Mapping], node_
     by_service: dict[tuple[str, str], list[Mapping]] = {}
     for sl in endpoint_slices:
         by_service.setdefault(_service_of(sl), []).append(sl)
+    tracker = Tracker(node_name, node_ips, cluster_cidr)
+    tracker.update({_key_of(svc): (svc, by_service.get(_key_of(svc), []))
+                    for svc in services})
+    return tracker.state()
+
+
+def _key_of(svc: Mapping) -> tuple[str, str]:
+    return svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
+
+
+_MAP_FIELDS = ("endpoints", "service_ips", "service_nodeports", "no_endpoint_services",
+               "no_endpoint_nodeports", "chains")
+_SET_FIELDS = ("hairpin", "cluster_ips", "affinity_sets")
+
+
+class Tracker:
+    """The State kept one Service at a time, as kube-proxy's change trackers let its
+    partial syncs touch only what changed: ``update`` rebuilds the given Services and
+    returns the before and after of just the entries they touch, for ``diff``, so a
+    change among 10,000 Services costs what that Service costs.
+
+    Each entry (map element, chain, set element) remembers which Services contribute
+    it: shared chains (random-<n>) and set elements (a pod behind two Services) stay
+    while anyone needs them; where two Services claim one key (the same external IP
+    and port) the last by namespace/name wins, as in a full build."""
+
+    def __init__(self, node_name: str, node_ips: Iterable[str], cluster_cidr: str):
+        self.node_name, self.cluster_cidr = node_name, cluster_cidr
+        self.node_ips = tuple(sorted(node_ips))
+        self.parts: dict[tuple[str, str], _Draft] = {}
+        self.entries: dict[str, dict] = {f: {} for f in (*_MAP_FIELDS, *_SET_FIELDS)}
+        """field -> key -> {service key: value}."""
+
+    def update(self, changes: Mapping[tuple[str, str], tuple[Mapping | None, list[Mapping]]]
+               ) -> tuple[State, State]:
+        """changes: service key -> (Service or None when deleted, its EndpointSlices)."""
+        collecting = gc.isenabled()
+        gc.disable()  # 10^5 small objects would make it rescan the callers' caches often
+        try:
+            fresh = {k: _service_draft(svc, slices, self.node_name, self.node_ips,
+                                       self.cluster_cidr) if svc is not None else None
+                     for k, (svc, slices) in changes.items()}
+            touched: dict[str, set] = {f: set() for f in self.entries}
+            for k, part in fresh.items():
+                for p in (self.parts.get(k), part):
+                    if p is not None:
+                        for f, items in _fields(p):
+                            touched[f].update(items)
+            before = self._view(touched)
+            for k, part in fresh.items():
+                old = self.parts.pop(k, None)
+                if old is not None:
+                    for f, items in _fields(old):
+                        entries = self.entries[f]
+                        for item in items:
+                            owners = entries[item]
+                            del owners[k]
+                            if not owners:
+                                del entries[item]
+                if part is not None:
+                    self.parts[k] = part
+                    for f, items in _fields(part):
+                        entries = self.entries[f]
+                        for item in items:
+                            entries.setdefault(item, {})[k] = items[item] \
+                                if isinstance(items, dict) else True
+            return before, self._view(touched)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def state(self) -> State:
+        return self._view(None)
+
+    def _view(self, keys: Mapping[str, set] | None) -> State:
+        def pick(f: str) -> dict:
+            entries = self.entries[f]
+            wanted = entries if keys is None else (k for k in keys[f] if k in entries)
+            return {k: entries[k][max(entries[k])] for k in wanted}
+
+        maps = {f: pick(f) for f in _MAP_FIELDS}
+        sets = {f: frozenset(pick(f)) for f in _SET_FIELDS}
+        return State(**maps, **sets, node_ips=frozenset(self.node_ips),
+                     cluster_cidr=self.cluster_cidr)
+
+
+def _fields(part: _Draft):
+    for f in _MAP_FIELDS:
+        yield f, getattr(part, f)
+    for f in _SET_FIELDS:
+        yield f, getattr(part, f)
+
+
+def _service_draft(svc: Mapping, slices: list[Mapping], node_name: str,
+                   node_ips: tuple[str, ...], cluster_cidr: str) -> _Draft:
+    ns = svc["metadata"].get("namespace", "default")
+    name = svc["metadata"]["name"]
+    spec = svc.get("spec") or {}
     acc = _Draft()
-    for svc in sorted(services, key=lambda s: (s["metadata"].get("namespace", "default"),
-                                              s["metadata"]["name"])):
-        ns = svc["metadata"].get("namespace", "default")
-        name = svc["metadata"]["name"]
-        spec = svc.get("spec") or {}
-        cluster_ip = spec.get("clusterIP")
-        if spec.get("type") == "ExternalName" or not cluster_ip or cluster_ip == "None":
-            continue
-        external = spec.get("type") in ("NodePort", "LoadBalancer")
-        ext_ips = list(spec.get("externalIPs") or [])
-        if spec.get("type") == "LoadBalancer":
-            ext_ips += [i["ip"] for i in (svc.get("status") or {}).get(
-                "loadBalancer", {}).get("ingress") or [] if i.get("ip")]
-        affinity = 0
-        if spec.get("sessionAffinity") == "ClientIP":
-            affinity = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
-                "timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT
-        for port in spec.get("ports") or []:
-            _add_port(acc, f"{ns}/{name}", spec, port, by_service.get((ns, name), []),
-                      node_name, ext_ips, external, affinity, cluster_cidr)
-    return State(chains=acc.chains, service_ips=acc.service_ips,
-                 service_nodeports=acc.service_nodeports,
-                 no_endpoint_services=acc.no_endpoint_services,
-                 no_endpoint_nodeports=acc.no_endpoint_nodeports,
-                 affinity_sets=frozenset(acc.affinity_sets), node_ips=frozenset(node_ips))
+    cluster_ip = spec.get("clusterIP")
+    if spec.get("type") == "ExternalName" or not cluster_ip or cluster_ip == "None":
+        return acc
+    external = spec.get("type") in ("NodePort", "LoadBalancer")
+    ext_ips = list(spec.get("externalIPs") or [])
+    if spec.get("type") == "LoadBalancer":
+        ext_ips += [i["ip"] for i in (svc.get("status") or {}).get(
+            "loadBalancer", {}).get("ingress") or [] if i.get("ip")]
+    affinity = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        affinity = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
+            "timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT
+    for port in spec.get("ports") or []:
+        _add_port(acc, f"{ns}/{name}", spec, port, slices, node_name, node_ips, ext_ips,
+                  external, affinity, cluster_cidr)
+    return acc
 
 
 @dataclass
@@ -222,11 +347,14 @@ class _Draft:
     no_endpoint_services: dict = field(default_factory=dict)
     no_endpoint_nodeports: dict = field(default_factory=dict)
     affinity_sets: set = field(default_factory=set)
+    hairpin: set = field(default_factory=set)
+    cluster_ips: set = field(default_factory=set)
+    endpoints: dict = field(default_factory=dict)
 
 
 def _add_port(acc: _Draft, svc_id: str, spec: Mapping, port: Mapping, slices: list,
-              node_name: str, ext_ips: list[str], external: bool, affinity: int,
-              cluster_cidr: str) -> None:
+              node_name: str, node_ips: tuple[str, ...], ext_ips: list[str], external: bool,
+              affinity: int, cluster_cidr: str) -> None:
     """One service port's chains and map elements, added to ``acc``."""
     chains, cluster_ip = acc.chains, spec["clusterIP"]
     proto_api = port.get("protocol", "TCP")
@@ -239,32 +367,39 @@ def _add_port(acc: _Draft, svc_id: str, spec: Mapping, port: Mapping, slices: li
     svc_port = int(port["port"])
     # no endpoint at all rejects; endpoints but none local under a Local policy drops
     no_endpoint = DROP if all_eps else REJECT
-    masq_off_cluster = Rule("jump", (MARK_CHAIN,), (
-        Match("daddr-port", (cluster_ip, proto, svc_port)),
-        Match("saddr-not-in", (cluster_cidr,))))
+    if all_eps and not (affinity or itp_local or etp_local):
+        _add_shared_port(acc, (cluster_ip, proto, svc_port), all_eps, ext_ips,
+                         int(nodeport) if nodeport else None, node_ips)
+        return
 
-    def policy_chain(prefix: str, eps: list[_Endpoint], masq: bool) -> str:
+    def policy_chain(prefix: str, eps: list[_Endpoint]) -> str:
         chain = chain_name(prefix, ident)
-        rules = [masq_off_cluster] if masq else []
+        rules = []
         if affinity:
             rules += [Rule("goto", (e.chain,), (Match("in-set", (_affinity_set(e),)),))
                       for e in eps]
-        rules.append(Rule("random", tuple(e.chain for e in eps)))
-        chains[chain] = tuple(rules)
-        for e in eps:
-            chains[e.chain] = _endpoint_rules(e, proto, affinity)
+        for i, e in enumerate(eps):
+            pick = (Match("random", (len(eps) - i,)),) if i < len(eps) - 1 else ()
+            rules.append(Rule("goto", (e.chain,), pick) if affinity
+                         else Rule("dnat", (proto, e.ip, e.port), pick))
+            if e.local:
+                acc.hairpin.add(e.ip)
             if affinity:
+                chains[e.chain] = (Rule("update", (_affinity_set(e), affinity)),
+                                   Rule("dnat", (proto, e.ip, e.port)))
                 acc.affinity_sets.add(_affinity_set(e))
+        chains[chain] = tuple(rules)
         return chain
 
-    cluster_chain = policy_chain("service", all_eps, not itp_local) if all_eps else None
-    local_chain = (policy_chain("local", local_eps, itp_local)
+    cluster_chain = policy_chain("service", all_eps) if all_eps else None
+    local_chain = (policy_chain("local", local_eps)
                    if local_eps and (itp_local or etp_local) else None)
 
     internal = local_chain if itp_local else cluster_chain
     key = (cluster_ip, proto, svc_port)
     if internal:
         acc.service_ips[key] = f"goto {internal}"
+        acc.cluster_ips.add(key)
     else:
         acc.no_endpoint_services[key] = no_endpoint
 
@@ -292,25 +427,46 @@ def _add_port(acc: _Draft, svc_id: str, spec: Mapping, port: Mapping, slices: li
         ports_map[(proto, int(nodeport))] = verdict
 
 
+def _add_shared_port(acc: _Draft, cluster: tuple[str, str, int], eps: list[_Endpoint],
+                     ext_ips: list[str], nodeport: int | None,
+                     node_ips: tuple[str, ...]) -> None:
+    """The common case, with no chain of its own: the frontends map to the shared
+    random-<n> chain (external ones through external-random-<n>, which masquerades) and
+    their endpoints go into the service-endpoints map."""
+    n = len(eps)
+    _, proto, port = cluster
+    chain, ext_chain = f"{RANDOM}-{n}", f"external-{RANDOM}-{n}"
+    acc.chains[chain] = (Rule("dnat-map", (n,)),)
+    acc.service_ips[cluster] = f"goto {chain}"
+    acc.cluster_ips.add(cluster)
+    external = [(ip, proto, port) for ip in ext_ips]
+    if nodeport:
+        external += [(ip, proto, nodeport) for ip in node_ips]
+        acc.service_nodeports[(proto, nodeport)] = f"goto {ext_chain}"
+    if external:
+        acc.chains[ext_chain] = (Rule("jump", (MARK_CHAIN,)), Rule("goto", (chain,)))
+    acc.service_ips.update({(ip, proto, port): f"goto {ext_chain}" for ip in ext_ips})
+    for frontend in [cluster, *external]:
+        for i, e in enumerate(eps):
+            acc.endpoints[(*frontend, i)] = f"{e.ip} . {e.port}"
+    acc.hairpin.update(e.ip for e in eps if e.local)
+
+
 def _affinity_set(e: _Endpoint) -> str:
     return "affinity-" + e.chain[len("endpoint-"):]
 
 
-def _endpoint_rules(e: _Endpoint, proto: str, affinity: int) -> tuple[Rule, ...]:
-    rules = [Rule("jump", (MARK_CHAIN,), (Match("saddr", (e.ip,)),))]  # hairpin
-    if affinity:
-        rules.append(Rule("update", (_affinity_set(e), affinity)))
-    rules.append(Rule("dnat", (proto, e.ip, e.port)))
-    return tuple(rules)
-
-
 # --- rendering --------------------------------------------------------------------------
 
-_BASE = f"""\
-  chain services {{
+_SERVICES = f"""\
+  chain services {{{{
+    ip daddr . meta l4proto . th dport @{CLUSTER_IPS} ip saddr != {{cidr}} jump {MARK_CHAIN}
     ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}
     ip daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}
-  }}
+  }}}}
+"""
+
+_BASE = f"""\
   chain nat-prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     jump services
@@ -321,6 +477,7 @@ _BASE = f"""\
   }}
   chain nat-postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
+    ct status dnat ip saddr . ip daddr @{HAIRPIN} jump {MARK_CHAIN}
     jump masquerading
   }}
   chain {MARK_CHAIN} {{
@@ -354,12 +511,15 @@ _BASE = f"""\
 """
 
 _MAP_TYPES = {
-    SERVICE_IPS: "ipv4_addr . inet_proto . inet_service : verdict",
-    NO_ENDPOINT_SERVICES: "ipv4_addr . inet_proto . inet_service : verdict",
-    SERVICE_NODEPORTS: "inet_proto . inet_service : verdict",
-    NO_ENDPOINT_NODEPORTS: "inet_proto . inet_service : verdict",
+    SERVICE_ENDPOINTS: "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 "
+                       ": ip daddr . th dport",
+    SERVICE_IPS: "type ipv4_addr . inet_proto . inet_service : verdict",
+    NO_ENDPOINT_SERVICES: "type ipv4_addr . inet_proto . inet_service : verdict",
+    SERVICE_NODEPORTS: "type inet_proto . inet_service : verdict",
+    NO_ENDPOINT_NODEPORTS: "type inet_proto . inet_service : verdict",
 }
 _SET_TYPE = "type ipv4_addr; flags dynamic,timeout;"
+_FRONTEND = "ipv4_addr . inet_proto . inet_service"
 
 
 def render_match(m: Match) -> str:
@@ -376,6 +536,8 @@ def render_match(m: Match) -> str:
         return "fib saddr type local"
     if m.kind == "in-set":
         return f"ip saddr @{m.args[0]}"
+    if m.kind == "random":
+        return f"numgen random mod {m.args[0]} == 0"
     raise ValueError(m.kind)
 
 
@@ -385,9 +547,9 @@ def render_rule(r: Rule) -> str:
     elif r.action == "dnat":
         proto, ip, port = r.args
         action = f"meta l4proto {proto} dnat to {ip}:{port}"
-    elif r.action == "random":
-        vmap = ", ".join(f"{i} : goto {c}" for i, c in enumerate(r.args))
-        action = f"numgen random mod {len(r.args)} vmap {{ {vmap} }}"
+    elif r.action == "dnat-map":
+        action = (f"meta l4proto {{ tcp, udp, sctp }} dnat ip to ip daddr . meta l4proto . "
+                  f"th dport . numgen random mod {r.args[0]} map @{SERVICE_ENDPOINTS}")
     elif r.action == "update":
         action = f"update @{r.args[0]} {{ ip saddr timeout {r.args[1]}s }}"
     else:
@@ -395,12 +557,17 @@ def render_rule(r: Rule) -> str:
     return " ".join([*(render_match(m) for m in r.matches), action])
 
 
+def _pairs(ips: Iterable[str]) -> list[str]:
+    return [f"{ip} . {ip}" for ip in sorted(ips)]
+
+
 def _key(k: tuple) -> str:
     return " . ".join(str(x) for x in k)
 
 
 def _maps(state: State) -> dict[str, Mapping]:
-    return {SERVICE_IPS: state.service_ips, SERVICE_NODEPORTS: state.service_nodeports,
+    return {SERVICE_ENDPOINTS: state.endpoints,
+            SERVICE_IPS: state.service_ips, SERVICE_NODEPORTS: state.service_nodeports,
             NO_ENDPOINT_SERVICES: state.no_endpoint_services,
             NO_ENDPOINT_NODEPORTS: state.no_endpoint_nodeports}
 
@@ -414,13 +581,16 @@ def render(state: State) -> str:
     """The whole table, replacing any previous one, as one ``nft -f`` transaction."""
     out = [f"add table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}",
            f"table {FAMILY} {TABLE} {{"]
-    out.append(f"  set {NODEPORT_IPS} {{ type ipv4_addr;"
-               f"{_elements(sorted(state.node_ips, key=ipaddress.ip_address))} }}")
+    out.append(f"  set {NODEPORT_IPS} {{ type ipv4_addr;{_elements(sorted(state.node_ips))} }}")
+    out.append(f"  set {HAIRPIN} {{ type ipv4_addr . ipv4_addr;"
+               f"{_elements(_pairs(state.hairpin))} }}")
+    out.append(f"  set {CLUSTER_IPS} {{ type {_FRONTEND};"
+               f"{_elements(_key(k) for k in sorted(state.cluster_ips))} }}")
     for name, elems in _maps(state).items():
         body = _elements(f"{_key(k)} : {v}" for k, v in sorted(elems.items()))
-        out.append(f"  map {name} {{ type {_MAP_TYPES[name]};{body} }}")
+        out.append(f"  map {name} {{ {_MAP_TYPES[name]};{body} }}")
     out += [f"  set {s} {{ {_SET_TYPE} }}" for s in sorted(state.affinity_sets)]
-    out.append(_BASE.rstrip("\n"))
+    out.append(_SERVICES.format(cidr=state.cluster_cidr) + _BASE.rstrip("\n"))
     for name in sorted(state.chains):  # sorted: the same state always reads the same
         out.append(f"  chain {name} {{")
         out += [f"    {render_rule(r)}" for r in state.chains[name]]
@@ -438,7 +608,7 @@ def diff(old: State | None, new: State) -> str:
     """Only the changes from ``old`` to ``new``, ordered so one ``nft -f`` transaction
     never references a missing chain: map elements out, chains and sets in, rules
     rewritten, chains and sets out, map elements in. ``old`` None is a full resync."""
-    if old is None:
+    if old is None or old.cluster_cidr != new.cluster_cidr:
         return render(new)
     t = f"{FAMILY} {TABLE}"
     out: list[str] = []
@@ -458,6 +628,18 @@ def diff(old: State | None, new: State) -> str:
     new_ips = sorted(new.node_ips - old.node_ips)
     if new_ips:
         adds.append(f"add element {t} {NODEPORT_IPS} {{ {', '.join(new_ips)} }}")
+    if old.hairpin - new.hairpin:
+        out.append(f"delete element {t} {HAIRPIN} "
+                   f"{{ {', '.join(_pairs(old.hairpin - new.hairpin))} }}")
+    if old.cluster_ips - new.cluster_ips:
+        out.append(f"delete element {t} {CLUSTER_IPS} "
+                   f"{{ {', '.join(_key(k) for k in sorted(old.cluster_ips - new.cluster_ips))} }}")
+    if new.cluster_ips - old.cluster_ips:
+        adds.insert(0, f"add element {t} {CLUSTER_IPS} "
+                    f"{{ {', '.join(_key(k) for k in sorted(new.cluster_ips - old.cluster_ips))} }}")
+    if new.hairpin - old.hairpin:
+        adds.insert(0, f"add element {t} {HAIRPIN} "
+                    f"{{ {', '.join(_pairs(new.hairpin - old.hairpin))} }}")
     out += [f"add chain {t} {c}" for c in sorted(new.chains) if c not in old.chains]
     out += [f"add set {t} {s} {{ {_SET_TYPE} }}"
             for s in sorted(new.affinity_sets - old.affinity_sets)]
@@ -495,7 +677,13 @@ def evaluate(state: State, packet: Packet,
     if not target:
         return Verdict("accept")
     sets = {k: set(v) for k, v in (affinity or {}).items()}
-    return _run(state, target.split(" ", 1)[1], packet, False, sets) or Verdict("accept")
+    off_cluster = key in state.cluster_ips and \
+        ipaddress.ip_address(packet.src) not in ipaddress.ip_network(state.cluster_cidr)
+    verdict = _run(state, target.split(" ", 1)[1], packet, off_cluster, sets) or \
+        Verdict("accept")
+    hairpin = frozenset(ep for ep in verdict.endpoints if ep.rsplit(":", 1)[0] == packet.src
+                        and packet.src in state.hairpin)
+    return Verdict(verdict.kind, verdict.endpoints, verdict.masquerade | hairpin)
 
 
 def _matches(m: Match, p: Packet, sets: Mapping[str, set]) -> bool:
@@ -510,53 +698,70 @@ def _matches(m: Match, p: Packet, sets: Mapping[str, set]) -> bool:
         return p.from_local
     if m.kind == "in-set":
         return p.src in sets.get(m.args[0], ())
+    if m.kind == "random":
+        return True
     raise ValueError(m.kind)
 
 
 def _run(state: State, chain: str, p: Packet, marked: bool,
          sets: Mapping[str, set]) -> Verdict | None:
-    """Walk ``chain``; None when it falls off the end (return to the caller)."""
+    """Walk ``chain``; None when it falls off the end (return to the caller). A rule
+    with a random condition may or may not fire, so its verdict joins the later ones."""
+    picks: list[Verdict] = []
     for rule in state.chains.get(chain, ()):
         if not all(_matches(m, p, sets) for m in rule.matches):
             continue
         if rule.action == "jump":  # the model only ever jumps to MARK_CHAIN
             marked = True
-        elif rule.action == "goto":
-            return _run(state, rule.args[0], p, marked, sets)
-        elif rule.action == "random":
-            picks = [_run(state, c, p, marked, sets) for c in rule.args]
-            picks = [v for v in picks if v and v.kind == "dnat"]
-            return Verdict("dnat", frozenset().union(*(v.endpoints for v in picks)),
-                           frozenset().union(*(v.masquerade for v in picks)))
+            continue
+        if rule.action == "goto":
+            verdict = _run(state, rule.args[0], p, marked, sets)
         elif rule.action == "dnat":
             ep = f"{rule.args[1]}:{rule.args[2]}"
-            return Verdict("dnat", frozenset({ep}), frozenset({ep}) if marked else frozenset())
-    return None
+            verdict = Verdict("dnat", frozenset({ep}), frozenset({ep}) if marked else frozenset())
+        elif rule.action == "dnat-map":
+            eps = _mapped(state, (p.dst, p.proto, p.dport), rule.args[0])
+            verdict = Verdict("dnat", eps, eps if marked else frozenset()) if eps else None
+        else:
+            continue
+        if verdict is not None:
+            picks.append(verdict)
+        if not any(m.kind == "random" for m in rule.matches):
+            break
+    if not picks:
+        return None
+    return Verdict(picks[0].kind, frozenset().union(*(v.endpoints for v in picks)),
+                   frozenset().union(*(v.masquerade for v in picks)))
+
+
+def _mapped(state: State, frontend: tuple[str, str, int], n: int) -> frozenset[str]:
+    """The ``ip:port`` endpoints the service-endpoints map gives a frontend."""
+    found = (state.endpoints.get((*frontend, i)) for i in range(n))
+    return frozenset(v.replace(" . ", ":") for v in found if v)
 
 
 # --- stale UDP conntrack ----------------------------------------------------------------
 
 
-def _targets(state: State, chain: str) -> frozenset[str]:
-    """Every ``ip:port`` a chain may DNAT to."""
+def _targets(state: State, chain: str, frontend: tuple[str, str, int]) -> frozenset[str]:
+    """Every ``ip:port`` a chain may DNAT a packet to ``frontend`` to."""
     found: set[str] = set()
     for rule in state.chains.get(chain, ()):
         if rule.action in ("jump", "goto") and rule.args[0] != MARK_CHAIN:
-            found |= _targets(state, rule.args[0])
-        elif rule.action == "random":
-            for c in rule.args:
-                found |= _targets(state, c)
+            found |= _targets(state, rule.args[0], frontend)
         elif rule.action == "dnat":
             found.add(f"{rule.args[1]}:{rule.args[2]}")
+        elif rule.action == "dnat-map":
+            found |= _mapped(state, frontend, rule.args[0])
     return frozenset(found)
 
 
 def _udp_frontends(state: State) -> dict[tuple[str, int], frozenset[str]]:
-    out = {(ip, port): _targets(state, v.split(" ", 1)[1])
+    out = {(ip, port): _targets(state, v.split(" ", 1)[1], (ip, proto, port))
            for (ip, proto, port), v in state.service_ips.items() if proto == "udp"}
     for (proto, port), v in state.service_nodeports.items():
         if proto == "udp":
-            out.update({(ip, port): _targets(state, v.split(" ", 1)[1])
+            out.update({(ip, port): _targets(state, v.split(" ", 1)[1], (ip, proto, port))
                         for ip in state.node_ips})
     return out
 

@@ -1,7 +1,8 @@
-"""The node agent: one process per node (the kubelet role now; the proxy and
-policy roles join it later). It registers its Node, renews its Lease, keeps the
-Node's status fresh, runs the pods bound to it (kubelet.py) and serves logs and
-exec for the API server (server.py). It talks to the cluster only through the
+"""The node agent: one process per node (the kubelet and kube-proxy roles; network
+policy joins it later). It registers its Node, renews its Lease, keeps the Node's
+status fresh, runs the pods bound to it (kubelet.py), serves logs and exec for the
+API server (server.py), keeps the overlay to the other nodes and programs the
+Services into the node's nftables (net/proxy.py). It talks to the cluster only through the
 API server, so it could run on another machine.
 
 Pods outlive the agent: stopping it (SIGTERM, SIGKILL, a crash) leaves their
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 from kwire.client import TRANSPORT_ERRORS, ApiError, Backoff, Client, Informer
 from kwire.net.overlay import VXLAN, annotations_patch, overlay_fields
 from kwire.net.overlay_apply import Overlay, OverlayError
+from kwire.net.proxy import Tracker
+from kwire.net.proxy_apply import ProxyApplier, ProxyError
 from kwire.node import nodestatus
 from kwire.node.images import ImageStore
 from kwire.node.kubelet import Kubelet
@@ -43,6 +46,12 @@ starts next to its server) or the pod CIDR not assigned."""
 OVERLAY_RESYNC = 30.0
 """How often the overlay is checked against the kernel when no Node changed (flannel's
 host-gw checks its routes every 10 s), and the longest wait between failed tries."""
+PROXY_RETRY = 30.0
+"""The longest wait before retrying a failed service proxy sync."""
+SERVICE_SELECTOR = "!service.kubernetes.io/service-proxy-name"
+"""Services another proxy implementation claims are not ours (as kube-proxy)."""
+SLICE_SELECTOR = "kubernetes.io/service-name,!service.kubernetes.io/headless"
+SERVICE_INDEX = "service"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,9 @@ class AgentConfig:
     kubelet_port: int = nodestatus.KUBELET_PORT
     backend: str = VXLAN
     """The overlay between nodes: "vxlan" or "host-gw" (net/overlay.py)."""
+    cluster_cidr: str = "10.244.0.0/16"
+    """The pod range: Service traffic from outside it is masqueraded (kube-proxy's
+    --cluster-cidr)."""
 
 
 def source_address(server: str) -> str:
@@ -92,6 +104,15 @@ class Agent:
         self.nodes = Informer(self.client, "v1", "nodes")
         """One watch of every Node: this node's pod CIDR (status) and its peers (overlay)."""
         self.kubelet = Kubelet(self.client, config, self.address, self.runtime, self.images)
+        self.services = Informer(self.client, "v1", "services", label_selector=SERVICE_SELECTOR)
+        self.slices = Informer(self.client, "discovery.k8s.io/v1", "endpointslices",
+                               label_selector=SLICE_SELECTOR)
+        self.slices.store.add_index(SERVICE_INDEX, lambda sl: [_service_key(sl)])
+        self.proxy = ProxyApplier()
+        self.tracker = Tracker(config.node, [self.address], config.cluster_cidr)
+        self.proxy_dirty: set[str] = set()
+        """namespace/name of the Services changed since the last sync."""
+        self.proxy_now = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -99,8 +120,13 @@ class Agent:
             self.nodes.add_handler(self._on_node)
             self.nodes.add_handler(self._on_any_node)
             self.nodes.start()
+            self.services.add_handler(self._on_service)
+            self.slices.add_handler(self._on_slice)
+            self.services.start()
+            self.slices.start()
             tasks = [asyncio.create_task(c) for c in (self.lease_loop(), self.status_loop(),
-                                                      self.overlay_loop(), self.kubelet.run())]
+                                                      self.overlay_loop(), self.proxy_loop(),
+                                                      self.kubelet.run())]
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for t in [stopper, *tasks]:
@@ -110,7 +136,8 @@ class Agent:
                 if t is not stopper and t.exception() is not None:
                     raise t.exception()
         finally:
-            await self.nodes.stop()
+            for informer in (self.nodes, self.services, self.slices):
+                await informer.stop()
             await self.kubelet.close()
             await self.client.close()
 
@@ -224,6 +251,67 @@ class Agent:
             if patch:
                 await self.client.patch("v1", "nodes", self.config.node, patch)
 
+    def _on_service(self, etype: str, svc: dict, old: dict | None) -> None:
+        self.proxy_dirty.add(f"{svc['metadata'].get('namespace')}/{svc['metadata']['name']}")
+        self.proxy_now.set()
+
+    def _on_slice(self, etype: str, endpoint_slice: dict, old: dict | None) -> None:
+        self.proxy_dirty.update(_service_key(s) for s in (endpoint_slice, old) if s)
+        self.proxy_now.set()
+
+    async def proxy_loop(self) -> None:
+        """kube-proxy's sync loop: the whole table at start, then only the changes, at
+        once after any Service or EndpointSlice change (changes arriving during a sync
+        make one more); after a failure, a whole table again, with backoff."""
+        await self.services.wait_synced()
+        await self.slices.wait_synced()
+        backoff = Backoff(RETRY[0], PROXY_RETRY)
+        while True:
+            self.proxy_now.clear()
+            try:
+                await self.sync_proxy()
+                backoff.reset()
+                await self.proxy_now.wait()
+                continue
+            except ProxyError as e:
+                log.warning("service proxy: %s", e)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the agent
+                log.exception("service proxy")
+                self.proxy.applied = None
+            try:
+                await asyncio.wait_for(self.proxy_now.wait(), backoff.next())
+            except asyncio.TimeoutError:
+                pass
+
+    async def sync_proxy(self) -> None:
+        """The Services marked dirty, from the caches, into the tracker; then the
+        tracker's changes into nftables (the whole table when not in sync)."""
+        dirty, self.proxy_dirty = self.proxy_dirty, set()
+        changes = {}
+        for key in dirty:
+            ns, _, name = key.partition("/")
+            changes[(ns, name)] = (self.services.store.get(key),
+                                   self.slices.store.by_index(SERVICE_INDEX, key))
+
+        def sync():
+            try:
+                before, after = self.tracker.update(changes)
+                if self.proxy.in_sync:
+                    return self.proxy.patch(before, after)
+            except ProxyError as e:
+                log.warning("partial proxy sync failed (%s); replacing the whole table", e)
+            return self.proxy.replace(self.tracker.state())
+
+        try:
+            done = await asyncio.to_thread(sync)
+        except BaseException:
+            self.proxy_dirty |= dirty
+            raise
+        if done.full or done.flushed:
+            log.info("service proxy: %s sync of %d services (%d bytes), %d stale UDP flows "
+                     "flushed", "full" if done.full else "partial", len(self.tracker.parts),
+                     done.size, done.flushed)
+
     async def lease_loop(self) -> None:
         name = self.config.node
         while True:
@@ -253,6 +341,11 @@ class Agent:
                 "metadata": {"name": name, "namespace": LEASE_NAMESPACE, "ownerReferences": owner},
                 "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION,
                          "acquireTime": now, "renewTime": now}}, LEASE_NAMESPACE)
+
+
+def _service_key(endpoint_slice: dict) -> str:
+    meta = endpoint_slice.get("metadata") or {}
+    return f"{meta.get('namespace')}/{(meta.get('labels') or {}).get('kubernetes.io/service-name')}"
 
 
 def _runc_version() -> str:
