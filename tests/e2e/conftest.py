@@ -3,6 +3,7 @@ and the official `kubernetes` client. Its state and kubeconfig live in a
 temporary directory, so the user's ~/.kube/config is never touched."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -37,6 +38,16 @@ class Cluster:
     @property
     def state_dir(self) -> Path:
         return self.tmp / "state" / self.name
+
+    @property
+    def config(self) -> dict:
+        """The cluster's config.yaml as `kwire up` saved it (its chosen ranges)."""
+        return yaml.safe_load((self.state_dir / "config.yaml").read_text())
+
+    @property
+    def api_service_ip(self) -> str:
+        """The kubernetes Service's ClusterIP: the first address of the service range."""
+        return str(ipaddress.ip_network(self.config["service_cidr"]).network_address + 1)
 
     @property
     def kubeconfig(self) -> str:

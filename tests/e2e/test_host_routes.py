@@ -2,10 +2,13 @@
 per Node (its pod /24 via its underlay address, on the cluster's bridge), the host fetches
 an nginx pod by its IP, `kwire node rm` takes a node away with its Node, pods, route,
 namespace and veth while the other node carries on, `kwire node add` adds a new one, and
-clusters started at once get pod ranges of their own.
+clusters started at once get pod and service ranges of their own. The service range, a
+LoadBalancer Service's address from the pool and an externalIP of the underlay are routed
+into the bridge via a Ready node (and move when it goes); an externalIP elsewhere is not.
 
 Every fetch goes to a pod of a cluster this test started, and only once `ip route get`
-says the host sends it into that cluster's bridge."""
+says the host sends it into that cluster's bridge. Service addresses get no packets here
+(only `ip route get`, which sends none)."""
 from __future__ import annotations
 
 import ipaddress
@@ -28,20 +31,41 @@ pytestmark = [
 ]
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
+PROTO = str(ROUTE_PROTOCOL)
 
 def host_routes() -> list[dict]:
+    """The host's main table, each destination with its prefix length (`ip` leaves out a
+    /32's)."""
     out = subprocess.run(["ip", "-N", "-j", "-4", "route", "show", "table", "main"],
                          capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
+    return [{**r, "dst": r["dst"] if r["dst"] == "default" else
+             ipaddress.ip_network(r["dst"]).with_prefixlen} for r in json.loads(out)]
 
 
 def node_routes(bridge: str) -> dict[str, str]:
-    """kwire's routes via a node on `bridge`: pod range -> node address."""
+    """kwire's routes via a node on `bridge` to a node's pod /24: pod range -> node address."""
+    return {dst: gw for dst, gw in via_routes(bridge).items() if dst.endswith("/24")}
+
+
+def via_routes(bridge: str) -> dict[str, str]:
+    """kwire's routes via a node on `bridge`: destination -> node address."""
     return {r["dst"]: r["gateway"] for r in host_routes()
-            if r.get("dev") == bridge and r.get("protocol") == str(ROUTE_PROTOCOL)
-            and r.get("gateway")}
+            if r.get("dev") == bridge and r.get("protocol") == PROTO and r.get("gateway")}
+
+
+def kwire_routes(bridge: str, *ranges: str) -> list[dict]:
+    """kwire's routes (protocol 75) into any of `ranges` on `bridge` or on no device at
+    all (an unreachable route, say)."""
+    nets = [ipaddress.ip_network(r) for r in ranges]
+    return [r for r in host_routes() if r.get("protocol") == PROTO and r["dst"] != "default"
+            and r.get("dev") in (bridge, None)
+            and any(ipaddress.ip_network(r["dst"]).overlaps(n) for n in nets)]
+
+
+def route_get(ip: str) -> dict:
+    """Where the host would send a packet to `ip` (`ip route get` sends nothing)."""
+    return json.loads(subprocess.run(["ip", "-N", "-j", "route", "get", ip], capture_output=True,
+                                     text=True, check=True).stdout)[0]
 
 
 def wanted_routes(c: Cluster) -> dict[str, str]:
@@ -150,8 +174,9 @@ def test_clusters_started_at_once_get_their_own_pod_ranges(tmp_path):
         for p in ups:
             out = p.communicate(timeout=60)[0]
             assert p.returncode == 0, out
-        ranges = [yaml.safe_load((c.state_dir / "config.yaml").read_text())["pod_cidr"]
-                  for c in clusters]
+        configs = [yaml.safe_load((c.state_dir / "config.yaml").read_text())
+                   for c in clusters]
+        ranges = [config["pod_cidr"] for config in configs]
         assert ranges[0] != ranges[1]
         for c, cidr in zip(clusters, ranges):
             net = ipaddress.ip_network(cidr)
@@ -159,6 +184,71 @@ def test_clusters_started_at_once_get_their_own_pod_ranges(tmp_path):
             assert net.network_address >= ipaddress.ip_address("10.244.0.0")
             route = next(r for r in host_routes() if r["dst"] == cidr)
             assert route["dev"] == bridge_name(c.name)
+        # Service ranges of their own too, each on its bridge (no node: no gateway).
+        services = [config["service_cidr"] for config in configs]
+        assert services[0] != services[1]
+        for c, config in zip(clusters, configs):
+            net = ipaddress.ip_network(config["service_cidr"])
+            assert net.prefixlen == 16 and net.subnet_of(ipaddress.ip_network("10.96.0.0/12"))
+            assert config["cluster_dns"] == str(net.network_address + 10)
+            route = next(r for r in host_routes() if r["dst"] == str(net))
+            assert (route["dev"], route.get("gateway"), route["protocol"]) == \
+                (bridge_name(c.name), None, PROTO)
     finally:
         for c in clusters:
             c.down()
+    for c, config in zip(clusters, configs):
+        assert not kwire_routes(bridge_name(c.name), *(config[key] for key in (
+            "pod_cidr", "service_cidr", "underlay_cidr")))
+
+
+def test_service_range_and_service_addresses_are_routed_via_a_ready_node(tmp_path):
+    with running_cluster("svcr", tmp_path, nodes=2) as c:
+        config = yaml.safe_load((c.state_dir / "config.yaml").read_text())
+        service_cidr = ipaddress.ip_network(config["service_cidr"])
+        underlay = ipaddress.ip_network(config["underlay_cidr"])
+        pool = ipaddress.ip_network(f"{underlay.network_address + 192}/26")
+        assert service_cidr.prefixlen == 16 and \
+            service_cidr.subnet_of(ipaddress.ip_network("10.96.0.0/12"))
+        assert config["cluster_dns"] == str(service_cidr.network_address + 10)
+        kubernetes = c.kubectl_json("get", "service", "kubernetes")["spec"]["clusterIP"]
+        assert kubernetes == str(service_cidr.network_address + 1)
+        bridge = bridge_name(c.name)
+        first, second = (str(underlay.network_address + i) for i in (2, 3))
+        wait_for(lambda: via_routes(bridge).get(str(service_cidr)) == first, 20,
+                 "the service range via the first node")
+        assert route_get(kubernetes)["dev"] == bridge
+
+        c.kubectl("create", "service", "loadbalancer", "web", "--tcp=80:80")
+        c.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+                 "spec": {"ports": [{"port": 80}],
+                          "externalIPs": [str(underlay.network_address + 150), "203.0.113.7"]}})
+
+        def external_ip() -> str:
+            row = c.kubectl("get", "svc", "web", "--no-headers").stdout.split()
+            return row[3] if row[3] not in ("<pending>", "<none>") else ""
+        lb_ip = wait_for(external_ip, 10, "an EXTERNAL-IP for the LoadBalancer Service")
+        assert ipaddress.ip_address(lb_ip) in pool
+        inside = f"{underlay.network_address + 150}/32"
+        wait_for(lambda: {f"{lb_ip}/32", inside} <= set(via_routes(bridge)), 20,
+                 "host routes to the Services' addresses")
+        assert via_routes(bridge)[f"{lb_ip}/32"] == first
+        assert route_get(lb_ip)["dev"] == bridge
+        # Not the cluster's address: kwire routes nothing to it, and the warning says why.
+        assert not kwire_routes(bridge, "203.0.113.7/32")
+        assert route_get("203.0.113.7").get("dev") != bridge
+        assert "externalIP 203.0.113.7 is outside the cluster's underlay" in \
+            (c.state_dir / "server.log").read_text()
+        assert "EnsuredLoadBalancer" in {e["reason"] for e in c.kubectl_json("get", "events")["items"]
+                                         if e["involvedObject"]["name"] == "web"}
+
+        # The first node goes: the service range and the addresses move to the second.
+        c.kwire("node", "rm", f"{c.name}-worker", "--name", c.name)
+        wait_for(lambda: via_routes(bridge).get(str(service_cidr)) == second
+                 and via_routes(bridge).get(f"{lb_ip}/32") == second, 20,
+                 "the routes via the remaining node")
+        # The Service goes (its finalizer does not hold it up), and its route with it.
+        c.kubectl("delete", "service", "web", "--timeout=20s", timeout=30)
+        wait_for(lambda: f"{lb_ip}/32" not in via_routes(bridge), 20, "the /32 route gone")
+    ranges = (config["pod_cidr"], config["service_cidr"], config["underlay_cidr"])
+    assert not kwire_routes(bridge, *ranges), "kwire down left routes behind"

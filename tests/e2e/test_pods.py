@@ -238,7 +238,7 @@ def test_config_map_secret_volumes_and_env(kw, ns):
     assert logs.splitlines()[:3] == ["hello", "s3cret", f"hello vols {ip}"]
     resolv = kw.kubectl("exec", "vols", "-n", ns, "--", "cat", "/etc/resolv.conf").stdout
     assert resolv == (f"search {ns}.svc.cluster.local svc.cluster.local cluster.local\n"
-                      "nameserver 10.96.0.10\noptions ndots:5\n")
+                      f"nameserver {kw.config['cluster_dns']}\noptions ndots:5\n")
     hosts = kw.kubectl("exec", "vols", "-n", ns, "--", "cat", "/etc/hosts").stdout
     assert f"{ip}\tvols" in hosts
     assert kw.kubectl("exec", "vols", "-n", ns, "--", "hostname").stdout == "vols\n"

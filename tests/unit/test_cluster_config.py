@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from kwire.cluster.config import (ClusterConfig, ConfigError, check_host_routes,
-                                  choose_pod_cidr, choose_underlay, load_settings,
-                                  parse_ip_route_json, parse_proc_net_route)
+                                  choose_pod_cidr, choose_service_cidr, choose_underlay,
+                                  default_cluster_dns, load_settings, parse_ip_route_json,
+                                  parse_proc_net_route)
+from kwire.cluster.nodes import UnderlayError, plan_underlay
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +30,8 @@ def test_defaults_and_derived_values(state_root):
     assert (c.api_host, c.api_port) == ("127.0.0.1", 0)
     assert c.underlay_host_address == "172.30.0.1"
     assert c.api_service_ip == "10.96.0.1"
+    assert (c.service_cidr, c.cluster_dns) == ("10.96.0.0/16", "10.96.0.10")
+    assert c.load_balancer_cidr == "172.30.0.192/26"
     assert c.node_ports == (30000, 32767)
     assert c.context_name == "kwire-kwire"
     c.validate()
@@ -94,7 +98,13 @@ def test_load_settings_returns_only_what_the_file_sets(tmp_path):
     ({"pod_cidr": "fd00::/64"}, "IPv4 ranges only"),
     ({"pod_cidr": "10.244.0.0/25"}, "each node takes a /24"),
     ({"underlay_cidr": "172.30.0.0/30"}, "underlay_cidr .* too small"),
-    ({"pod_cidr": "10.96.0.0/16"}, "pod_cidr 10.96.0.0/16 overlaps service_cidr 10.96.0.0/12"),
+    ({"pod_cidr": "10.96.0.0/16"}, "pod_cidr 10.96.0.0/16 overlaps service_cidr 10.96.0.0/16"),
+    ({"service_cidr": "10.97.0.0/16"}, "cluster_dns 10.96.0.10 must be a free address inside"),
+    ({"load_balancer_pool": "10.244.1.0/28"}, "load_balancer_pool .* overlaps pod_cidr"),
+    ({"load_balancer_pool": "172.30.0.128/24"}, "load_balancer_pool .* is not a network"),
+    ({"load_balancer_pool": "172.30.0.0/23"}, "inside underlay_cidr .* or apart from it"),
+    ({"load_balancer_pool": "172.30.0.0/26"}, "leave out the network and host addresses"),
+    ({"load_balancer_pool": "fd00::/120"}, "IPv4 ranges only"),
     ({"underlay_cidr": "10.244.1.0/24"}, "underlay_cidr .* overlaps pod_cidr"),
     ({"cluster_dns": "10.244.0.10"}, "cluster_dns .* inside service_cidr"),
     ({"cluster_dns": "10.96.0.1"}, "cluster_dns"),
@@ -130,6 +140,8 @@ def test_parse_proc_net_route_skips_default():
 def test_host_route_overlap_is_refused():
     c = ClusterConfig()
     check_host_routes(c, nets("192.0.2.0/24", "172.31.0.0/16"))
+    with pytest.raises(ConfigError, match="service_cidr 10.96.0.0/16 overlaps the host route"):
+        check_host_routes(c, nets("10.96.5.0/24"))
     with pytest.raises(ConfigError, match="pod_cidr 10.244.0.0/16 overlaps the host route to 10.0"):
         check_host_routes(c, nets("10.0.0.0/8"))
     with pytest.raises(ConfigError, match="underlay_cidr"):
@@ -180,3 +192,57 @@ def test_choose_pod_cidr_ends_at_10_255_and_fails_when_the_pool_is_full():
     with pytest.raises(ConfigError, match="no free /16 in 10.244.0.0/14, 10.248.0.0/13 for the "
                                           "pods.*--pod-cidr"):
         choose_pod_cidr(c, nets("10.240.0.0/12"), [])
+
+
+def test_choose_service_cidr_takes_the_first_free_slash_16_from_10_96():
+    c = ClusterConfig()
+    assert choose_service_cidr(c, [], []) == "10.96.0.0/16"
+    # Another cluster's service range routed into its bridge, another one only saved.
+    assert choose_service_cidr(c, nets("10.96.0.0/16"), nets("10.97.0.0/16")) == "10.98.0.0/16"
+    # Never the cluster's own pod range (or underlay).
+    own = ClusterConfig(pod_cidr="10.96.0.0/16", underlay_cidr="10.97.3.0/24")
+    assert choose_service_cidr(own, [], []) == "10.98.0.0/16"
+    with pytest.raises(ConfigError, match="no free /16 in 10.96.0.0/12 for the Services.*"
+                                          "--service-cidr"):
+        choose_service_cidr(c, nets("10.96.0.0/13"), nets("10.104.0.0/13"))
+
+
+def test_cluster_dns_defaults_to_the_tenth_address_of_the_service_range():
+    assert default_cluster_dns("10.96.0.0/16") == "10.96.0.10"
+    assert default_cluster_dns("10.97.0.0/16") == "10.97.0.10"
+    ClusterConfig(service_cidr="10.97.0.0/16", cluster_dns="10.97.0.10").validate()
+
+
+def test_load_balancer_pool_defaults_to_the_top_of_the_underlay():
+    assert ClusterConfig(underlay_cidr="172.30.7.0/24").load_balancer_cidr == "172.30.7.192/26"
+    assert ClusterConfig(underlay_cidr="10.10.0.0/16").load_balancer_cidr == "10.10.255.192/26"
+    # Too small an underlay has no default pool; a given one is kept as it is.
+    assert ClusterConfig(underlay_cidr="172.30.0.0/25").load_balancer_cidr is None
+    c = ClusterConfig(load_balancer_pool="172.30.0.240/28")
+    c.validate()
+    assert c.load_balancer_cidr == "172.30.0.240/28"
+
+
+def test_host_routed_ranges_include_a_pool_outside_the_underlay_only():
+    assert ClusterConfig().host_routed() == dict(zip(
+        ("underlay_cidr", "pod_cidr", "service_cidr"),
+        nets("172.30.0.0/24", "10.244.0.0/16", "10.96.0.0/16")))
+    outside = ClusterConfig(load_balancer_pool="192.168.240.0/28")
+    outside.validate()
+    assert outside.host_routed()["load_balancer_pool"] == nets("192.168.240.0/28")[0]
+    with pytest.raises(ConfigError, match="load_balancer_pool 192.168.240.0/28 overlaps"):
+        check_host_routes(outside, nets("192.168.0.0/16"))
+    # A chosen underlay keeps clear of a pool that was given.
+    assert choose_underlay(ClusterConfig(load_balancer_pool="172.30.0.0/28"), [], []) == \
+        "172.30.1.0/24"
+
+
+def test_nodes_stop_below_the_load_balancer_pool():
+    c = ClusterConfig(name="kwire")
+    names = [f"n{i}" for i in range(190)]
+    assert plan_underlay(c, names).nodes[-1].address == "172.30.0.191/24"
+    with pytest.raises(UnderlayError, match="room for 190 nodes below the load-balancer pool "
+                                            "172.30.0.192/26, not 191"):
+        plan_underlay(c, [*names, "n190"])
+    high = ClusterConfig(name="kwire", load_balancer_pool="172.30.0.250/31")
+    assert len(plan_underlay(high, [f"n{i}" for i in range(248)]).nodes) == 248

@@ -60,10 +60,14 @@ def main() -> None:
               help="Node network [the first free /24 of 172.30.0.0/16].")
 @click.option("--pod-cidr", "pod_cidr",
               help="Pod addresses, a /24 per node [the first free /16 from 10.244.0.0/16].")
-@click.option("--service-cidr", "service_cidr", help="ClusterIP range [10.96.0.0/12].")
+@click.option("--service-cidr", "service_cidr",
+              help="ClusterIP range [the first free /16 of 10.96.0.0/12].")
 @click.option("--node-port-range", "node_port_range", help="NodePort range [30000-32767].")
-@click.option("--cluster-dns", "cluster_dns", help="Cluster DNS Service IP [10.96.0.10].")
+@click.option("--cluster-dns", "cluster_dns",
+              help="Cluster DNS Service IP [the service range's tenth address, 10.96.0.10].")
 @click.option("--cluster-domain", "cluster_domain", help="Cluster DNS domain [cluster.local].")
+@click.option("--lb-pool", "load_balancer_pool",
+              help="Addresses for LoadBalancer Services [the top /26 of the underlay].")
 @click.option("--backend", "backend", type=click.Choice(["vxlan", "host-gw"]),
               help="Pod traffic between nodes: a VXLAN overlay or host-gw routes [vxlan].")
 @click.option("--compaction-interval", "compaction_interval_seconds", type=click.IntRange(min=1),
@@ -89,8 +93,7 @@ def up(name: str | None, config_file: Path | None, nodes: int | None, timeout: f
     out = Console(highlight=False, soft_wrap=True)
     with out.status(f"Starting cluster [bold]{escape(name)}[/] ..."):
         result = lifecycle.up(config, nodes=nodes, timeout=timeout,
-                              pick_underlay="underlay_cidr" not in settings,
-                              pick_pod_cidr="pod_cidr" not in settings)
+                              pick=[key for key in lifecycle.PICKABLE if key not in settings])
     st = result.status
     if result.started:
         out.print(f"[green]✓[/] Cluster [bold]{escape(st.name)}[/] is up: "

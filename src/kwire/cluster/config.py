@@ -30,6 +30,14 @@ POD_CIDR_POOL = ("10.244.0.0/14", "10.248.0.0/13")
 """Where `kwire up` looks for a free /16 pod range when none is given: 10.244.0.0/16 (the
 default), then 10.245.0.0/16 and on up to 10.255.0.0/16. The host routes each cluster's
 pod range to its nodes, so two clusters must not share one."""
+SERVICE_CIDR_POOL = "10.96.0.0/12"
+"""Where `kwire up` looks for a free /16 ClusterIP range when none is given: 10.96.0.0/16
+(the `kubernetes` Service at 10.96.0.1, cluster DNS at 10.96.0.10), then 10.97.0.0/16 and
+on up to 10.111.0.0/16. The host routes each cluster's service range into its bridge, so
+two clusters must not share one either."""
+LOAD_BALANCER_POOL_PREFIX = 26
+"""The default load-balancer pool is the top /26 of the underlay (64 addresses); node
+addresses are handed out from the bottom and stop below it."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -91,14 +99,16 @@ class ClusterConfig:
     """Pod addresses; each node gets a /24 out of it. `kwire up` gives a new cluster the
     first free /16 of POD_CIDR_POOL unless one is set explicitly."""
 
-    service_cidr: str = "10.96.0.0/12"
-    """ClusterIP range; its first address is the `kubernetes` Service."""
+    service_cidr: str = "10.96.0.0/16"
+    """ClusterIP range; its first address is the `kubernetes` Service. `kwire up` gives a
+    new cluster the first free /16 of SERVICE_CIDR_POOL unless one is set explicitly."""
 
     node_port_range: str = "30000-32767"
     """Inclusive port range for NodePort Services, as ``FIRST-LAST``."""
 
     cluster_dns: str = "10.96.0.10"
-    """ClusterIP of kube-system/kube-dns, given to pods as their nameserver."""
+    """ClusterIP of kube-system/kube-dns, given to pods as their nameserver. `kwire up`
+    takes the tenth address of service_cidr (default_cluster_dns) unless one is set."""
 
     cluster_domain: str = "cluster.local"
     """DNS suffix of Services and pods."""
@@ -106,6 +116,12 @@ class ClusterConfig:
     backend: str = "vxlan"
     """How pod traffic crosses between nodes: "vxlan" (an overlay, flannel's default) or
     "host-gw" (plain routes via the nodes' underlay addresses; nodes on one L2 segment)."""
+
+    load_balancer_pool: str = ""
+    """Addresses for LoadBalancer Services (status.loadBalancer.ingress). Empty means the
+    top /26 of underlay_cidr (172.30.0.192/26 for 172.30.0.0/24), or no pool at all for an
+    underlay smaller than a /24; see load_balancer_cidr. A pool outside the underlay is
+    routed into the cluster's bridge as the pod range is."""
 
     compaction_interval_seconds: int = 300
     """How often the store drops history older than what watchers may still ask for."""
@@ -128,6 +144,30 @@ class ClusterConfig:
     def api_service_ip(self) -> str:
         """ClusterIP of the default/kubernetes Service (first address of service_cidr)."""
         return str(ipaddress.ip_network(self.service_cidr).network_address + 1)
+
+    @property
+    def load_balancer_cidr(self) -> str | None:
+        """The load-balancer pool in use (load_balancer_pool, or its default), or None."""
+        if self.load_balancer_pool:
+            return self.load_balancer_pool
+        net = ipaddress.ip_network(self.underlay_cidr)
+        if net.prefixlen > 24:
+            return None
+        top = net.broadcast_address + 1 - 2 ** (32 - LOAD_BALANCER_POOL_PREFIX)
+        return f"{top}/{LOAD_BALANCER_POOL_PREFIX}"
+
+    def host_routed(self) -> dict[str, ipaddress.IPv4Network]:
+        """The ranges the host routes into the cluster's bridge, by config key: the
+        underlay, the pod and service ranges, and the load-balancer pool when it lies
+        outside the underlay. No host route and no other cluster may overlap them.
+        (Call on a validated config.)"""
+        ranges = {key: ipaddress.ip_network(getattr(self, key))
+                  for key in ("underlay_cidr", "pod_cidr", "service_cidr")}
+        if self.load_balancer_cidr is not None:
+            pool = ipaddress.ip_network(self.load_balancer_cidr)
+            if not pool.subnet_of(ranges["underlay_cidr"]):
+                ranges["load_balancer_pool"] = pool
+        return ranges
 
     @property
     def node_ports(self) -> tuple[int, int]:
@@ -248,6 +288,8 @@ class ClusterConfig:
             for b in keys[i + 1:]:
                 if nets[a].overlaps(nets[b]):
                     problems.append(f"{a} {nets[a]} overlaps {b} {nets[b]}")
+        if self.load_balancer_pool:
+            problems += _pool_problems(self.load_balancer_pool, nets)
 
         try:
             dns = ipaddress.ip_address(self.cluster_dns)
@@ -296,6 +338,31 @@ class ClusterConfig:
         target = Path(path) if path is not None else self.config_path
         write_private_file(target, yaml.safe_dump(self.to_dict(), sort_keys=False).encode())
         return target
+
+
+def _pool_problems(value: str, nets: dict[str, ipaddress.IPv4Network]) -> list[str]:
+    """What is wrong with load_balancer_pool `value`, given the other valid ranges. Inside
+    the underlay it must leave out the addresses the underlay itself uses at the bottom."""
+    try:
+        pool = ipaddress.ip_network(value)
+    except ValueError as e:
+        return [f"load_balancer_pool {value!r} is not a network: {e}"]
+    if pool.version != 4:
+        return [f"load_balancer_pool {value}: kwire supports IPv4 ranges only"]
+    if pool.is_loopback or pool.is_multicast or pool.is_link_local or pool.is_unspecified:
+        return [f"load_balancer_pool {pool} is not a usable unicast range"]
+    problems = [f"load_balancer_pool {pool} overlaps {key} {nets[key]}"
+                for key in ("pod_cidr", "service_cidr")
+                if key in nets and nets[key].overlaps(pool)]
+    underlay = nets.get("underlay_cidr")
+    if underlay is not None and underlay.overlaps(pool):
+        if not pool.subnet_of(underlay):
+            problems.append(f"load_balancer_pool {pool} must lie inside underlay_cidr "
+                            f"{underlay} or apart from it")
+        elif pool.network_address <= underlay.network_address + 1:
+            problems.append(f"load_balancer_pool {pool} must leave out the network and host "
+                            f"addresses of underlay_cidr {underlay}")
+    return problems
 
 
 def check_settings(data: dict[str, Any]) -> dict[str, Any]:
@@ -373,48 +440,80 @@ def host_routes() -> list[ipaddress.IPv4Network]:
 
 
 def check_host_routes(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
-                      keys: tuple[str, ...] = ("underlay_cidr", "pod_cidr", "service_cidr"),
-                      ) -> None:
-    """Refuse cluster ranges (those named by `keys`) that overlap a host route: cluster
-    traffic must never be confused with, or leak onto, a network the host already reaches."""
+                      keys: tuple[str, ...] | None = None) -> None:
+    """Refuse the ranges the host would route into the cluster (config.host_routed(), or
+    those of them named by `keys`) that overlap a host route: cluster traffic must never
+    be confused with, or leak onto, a network the host already reaches."""
     problems = []
-    for key in keys:
-        net = ipaddress.ip_network(getattr(config, key))
-        problems += [f"{key} {net} overlaps the host route to {r}"
-                     for r in routes if r.version == net.version and r.overlaps(net)]
+    for key, net in config.host_routed().items():
+        if keys is None or key in keys:
+            problems += [f"{key} {net} overlaps the host route to {r}"
+                         for r in routes if r.version == net.version and r.overlaps(net)]
     if problems:
         raise ConfigError("cluster ranges clash with this host's routes (choose other ranges, "
-                          "e.g. --pod-cidr / --service-cidr / --underlay-cidr):\n  "
+                          "e.g. --pod-cidr / --service-cidr / --underlay-cidr / --lb-pool):\n  "
                           + "\n  ".join(problems))
+
+
+def _first_free(pools: tuple[str, ...], prefix: int, busy: list[ipaddress.IPv4Network]
+                ) -> str | None:
+    for block in pools:
+        for net in ipaddress.ip_network(block).subnets(new_prefix=prefix):
+            if not any(b.version == 4 and b.overlaps(net) for b in busy):
+                return str(net)
+    return None
+
+
+def _busy(config: ClusterConfig, key: str, routes: list[ipaddress.IPv4Network],
+          taken: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+    """What range `key` must not overlap: host routes, other clusters' ranges (`taken`)
+    and the cluster's own other ranges. A load-balancer pool that was given stays apart
+    from a chosen underlay too: the user cannot know where that one lands."""
+    busy = [*routes, *taken, *(net for k, net in config.host_routed().items() if k != key)]
+    if key == "underlay_cidr" and config.load_balancer_pool:
+        busy.append(ipaddress.ip_network(config.load_balancer_pool))
+    return busy
 
 
 def choose_underlay(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
                     taken: list[ipaddress.IPv4Network], pool: str = UNDERLAY_POOL) -> str:
     """The first /24 of `pool` that overlaps no host route, no network in `taken` (other
-    clusters' underlays) and neither of the cluster's own pod and service ranges."""
-    busy = [*routes, *taken, ipaddress.ip_network(config.pod_cidr),
-            ipaddress.ip_network(config.service_cidr)]
-    for net in ipaddress.ip_network(pool).subnets(new_prefix=24):
-        if not any(b.version == 4 and b.overlaps(net) for b in busy):
-            return str(net)
-    raise ConfigError(f"no free /24 in {pool} for the node underlay: routes or other "
-                      "kwire clusters use them all (choose one with --underlay-cidr)")
+    clusters' ranges) and none of the cluster's own other ranges."""
+    found = _first_free((pool,), 24, _busy(config, "underlay_cidr", routes, taken))
+    if found is None:
+        raise ConfigError(f"no free /24 in {pool} for the node underlay: routes or other "
+                          "kwire clusters use them all (choose one with --underlay-cidr)")
+    return found
 
 
 def choose_pod_cidr(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
                     taken: list[ipaddress.IPv4Network],
                     pool: tuple[str, ...] = POD_CIDR_POOL) -> str:
     """The first /16 of `pool` that overlaps no host route, no network in `taken` (other
-    clusters' pod ranges and underlays) and neither of the cluster's own underlay and
-    service ranges."""
-    busy = [*routes, *taken, ipaddress.ip_network(config.underlay_cidr),
-            ipaddress.ip_network(config.service_cidr)]
-    for block in pool:
-        for net in ipaddress.ip_network(block).subnets(new_prefix=16):
-            if not any(b.version == 4 and b.overlaps(net) for b in busy):
-                return str(net)
-    raise ConfigError(f"no free /16 in {', '.join(pool)} for the pods: routes or other kwire "
-                      "clusters use them all (choose one with --pod-cidr)")
+    clusters' ranges) and none of the cluster's own other ranges."""
+    found = _first_free(pool, 16, _busy(config, "pod_cidr", routes, taken))
+    if found is None:
+        raise ConfigError(f"no free /16 in {', '.join(pool)} for the pods: routes or other "
+                          "kwire clusters use them all (choose one with --pod-cidr)")
+    return found
+
+
+def choose_service_cidr(config: ClusterConfig, routes: list[ipaddress.IPv4Network],
+                        taken: list[ipaddress.IPv4Network],
+                        pool: str = SERVICE_CIDR_POOL) -> str:
+    """The first /16 of `pool` that overlaps no host route (other clusters' service ranges,
+    routed into their bridges, among them), no network in `taken` and none of the
+    cluster's own other ranges."""
+    found = _first_free((pool,), 16, _busy(config, "service_cidr", routes, taken))
+    if found is None:
+        raise ConfigError(f"no free /16 in {pool} for the Services: routes or other kwire "
+                          "clusters use them all (choose one with --service-cidr)")
+    return found
+
+
+def default_cluster_dns(service_cidr: str) -> str:
+    """The cluster DNS address kubeadm and kind use: the tenth of the service range."""
+    return str(ipaddress.ip_network(service_cidr).network_address + 10)
 
 
 # -- files ---------------------------------------------------------------------------

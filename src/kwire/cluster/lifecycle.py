@@ -24,7 +24,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -33,7 +33,8 @@ from urllib.parse import quote
 from kwire.cluster import agents, kubeconfig, pki
 from kwire.cluster import nodes as underlay
 from kwire.cluster.config import (ClusterConfig, ClusterError, ConfigError, check_host_routes,
-                                  check_name, choose_pod_cidr, choose_underlay, cluster_dir,
+                                  check_name, choose_pod_cidr, choose_service_cidr,
+                                  choose_underlay, cluster_dir, default_cluster_dns,
                                   host_routes, state_root, write_private_file)
 from kwire.cluster.nodes import format_node_list, parse_node_list, plan_underlay, worker_names
 from kwire.node.cleanup import purge_node
@@ -41,6 +42,8 @@ from kwire.node.paths import RUN_ROOT
 from kwire.node.runtime import rootfs
 
 DEFAULT_NODES = 2
+PICKABLE = ("underlay_cidr", "pod_cidr", "service_cidr", "cluster_dns")
+"""The settings `kwire up` chooses for a new cluster unless they are given (see up)."""
 UNDERLAY_LOCK = RUN_ROOT / "underlay.lock"
 """Host-wide, as /run/xtables.lock is for iptables: see _underlay_lock."""
 LOG_TAIL_LINES = 25
@@ -127,15 +130,16 @@ def _is_server_of(pid: int, config: ClusterConfig) -> bool:
 
 
 def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0,
-       pick_underlay: bool = False, pick_pod_cidr: bool = False) -> UpResult:
+       pick: Collection[str] = ()) -> UpResult:
     """Start cluster `config.name` (creating it if new), its node underlay and one agent per
     node; merge its kubeconfig context; wait until every Node is Ready.
 
     An existing cluster keeps its saved settings: api_port 0 means "the saved port", and
     any other difference is refused, since certificates, data and the nodes' addresses
-    were made for the saved ranges. `pick_underlay` and `pick_pod_cidr` say
-    config.underlay_cidr and config.pod_cidr are only defaults: a new cluster then takes
-    the first free /24 of UNDERLAY_POOL and the first free /16 of POD_CIDR_POOL instead.
+    were made for the saved ranges. `pick` names the settings of PICKABLE that are only
+    defaults (not given by the user): a new cluster then takes the first free /24 of
+    UNDERLAY_POOL, /16 of POD_CIDR_POOL and /16 of SERVICE_CIDR_POOL instead, and the
+    tenth address of its service range as cluster DNS; an existing one keeps its own.
 
     `nodes` is how many worker nodes the cluster has (None: DEFAULT_NODES for a new
     cluster, its own count for an existing one). `kwire up` only adds nodes, each at a new
@@ -143,7 +147,6 @@ def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0
     refused (remove_node takes one away). Missing agents (crashed, killed, or gone with a
     reboot) are started again.
     """
-    config.validate()
     if config.state_dir != cluster_dir(config.name):
         raise ClusterError(f"state_dir must be {cluster_dir(config.name)} for `kwire down` and "
                            f"`kwire status` to find the cluster; set $KWIRE_STATE_ROOT instead")
@@ -151,10 +154,11 @@ def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0
     if saved is not None:
         if config.api_port == 0:
             config = replace(config, api_port=saved.api_port)
-        if pick_underlay:
-            config = replace(config, underlay_cidr=saved.underlay_cidr)
-        if pick_pod_cidr:
-            config = replace(config, pod_cidr=saved.pod_cidr)
+        config = replace(config, **{key: getattr(saved, key) for key in pick})
+    elif "cluster_dns" in pick:
+        config = replace(config, cluster_dns=default_cluster_dns(config.service_cidr))
+    config.validate()
+    if saved is not None:
         _refuse_changes(saved, config)
     server_running = server_pid(config) is not None
 
@@ -169,8 +173,7 @@ def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0
                                f"adds nodes, so that each keeps its name and address (remove "
                                f"one with `kwire node rm NODE --name {config.name}`)")
         names = worker_names(config.name, names, nodes, removed)
-        config = _claim_ranges(config, new=saved is None, pick_underlay=pick_underlay,
-                               pick_pod_cidr=pick_pod_cidr)
+        config = _claim_ranges(config, new=saved is None, pick=pick)
         plan = plan_underlay(config, names, removed=removed)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         config.state_dir.chmod(0o700)
@@ -180,6 +183,7 @@ def up(config: ClusterConfig, *, nodes: int | None = None, timeout: float = 30.0
             config.save()
         write_private_file(config.nodes_file, format_node_list(names, removed).encode())
         underlay.apply(replace(plan, nodes=()))  # the bridge, with the server's address
+        underlay.claim_ranges(plan.bridge, _bridge_claims(config))
     tokens = pki.ensure_tokens(config)
 
     # The server starts while the nodes are made, and the agents while the server starts
@@ -235,43 +239,49 @@ def _underlay_lock() -> Iterator[None]:
         yield
 
 
-HOST_ROUTED = ("underlay_cidr", "pod_cidr")
-"""The ranges the host routes to a cluster, which clusters must not share (every cluster
-can use the same service range: Services live in the node namespaces)."""
-
-
-def _claim_ranges(config: ClusterConfig, *, new: bool, pick_underlay: bool,
-                  pick_pod_cidr: bool) -> ClusterConfig:
-    """`config` with an underlay and a pod range that no host route (and, for a new
-    cluster, no other cluster of this state root) uses. The host routes both to the
-    cluster from the moment its bridge is made under the same lock, so clusters of other
-    state roots see them as taken too. The caller holds _underlay_lock."""
+def _claim_ranges(config: ClusterConfig, *, new: bool, pick: Collection[str]) -> ClusterConfig:
+    """`config` with ranges that no host route (and, for a new cluster, no other cluster
+    of this state root) uses, the PICKABLE ones in `pick` chosen. The host routes them to
+    the cluster from the moment its bridge is made under the same lock, so clusters of
+    other state roots see them as taken too. The caller holds _underlay_lock."""
     routes = host_routes()
     if new:
         others = _other_ranges(config.name)
         taken = [net for _, _, net in others]
-        if pick_pod_cidr:
+        if "pod_cidr" in pick:
             config = replace(config, pod_cidr=choose_pod_cidr(config, routes, taken))
-        if pick_underlay:
+        if "underlay_cidr" in pick:
             config = replace(config, underlay_cidr=choose_underlay(config, routes, taken))
-        for key in HOST_ROUTED:
-            net = ipaddress.ip_network(getattr(config, key))
+        if "service_cidr" in pick:
+            config = replace(config, service_cidr=choose_service_cidr(config, routes, taken))
+            if "cluster_dns" in pick:
+                config = replace(config,
+                                 cluster_dns=default_cluster_dns(config.service_cidr))
+        config.validate()  # the chosen ranges with those given
+        for key, net in config.host_routed().items():
             for other, other_key, other_net in others:
                 if other_net.overlaps(net):
                     raise ConfigError(f"{key} {net} overlaps the {other_key} {other_net} of "
                                       f"cluster {other!r} in {state_root()}")
         # New ranges must not clash with what the host routes. (An existing cluster's
-        # pod and service ranges are not checked again: its own routes may be there.)
+        # ranges are not checked again while its bridge is there: its own routes are.)
         check_host_routes(config, routes)
     elif not Path(f"/sys/class/net/{underlay.bridge_name(config.name)}").exists():
         # The bridge, and the routes through it, are gone (a reboot, say), so another
         # cluster may hold its ranges now.
-        check_host_routes(config, routes, keys=HOST_ROUTED)
+        check_host_routes(config, routes)
     return config
 
 
+def _bridge_claims(config: ClusterConfig) -> dict[str, str]:
+    """The host-routed ranges that the bridge's own address and the pod range route do
+    not cover, routed onto it by name: the service range and an outside pool."""
+    names = {"service_cidr": "service range", "load_balancer_pool": "load-balancer pool"}
+    return {names[key]: str(net) for key, net in config.host_routed().items() if key in names}
+
+
 def _other_ranges(name: str) -> list[tuple[str, str, ipaddress.IPv4Network]]:
-    """(cluster, key, range) for the HOST_ROUTED ranges saved by this state root's other
+    """(cluster, key, range) for the host-routed ranges saved by this state root's other
     clusters, running or not."""
     ranges = []
     for other in list_clusters():
@@ -282,8 +292,11 @@ def _other_ranges(name: str) -> list[tuple[str, str, ipaddress.IPv4Network]]:
         except ClusterError:
             continue  # an unreadable config holds no address the host could see
         if config is not None:  # else removed meanwhile
-            ranges += [(other, key, ipaddress.ip_network(getattr(config, key)))
-                       for key in HOST_ROUTED]
+            try:
+                routed = config.host_routed()
+            except ValueError:
+                continue  # as unreadable
+            ranges += [(other, key, net) for key, net in routed.items()]
     return ranges
 
 

@@ -44,8 +44,8 @@ NODE_IFNAME = "eth0"
 DEFAULT_MTU = 1500
 ROUTE_PROTOCOL = 75
 """The `proto` of kwire's host routes (iproute2 names no protocol 75; Calico uses 80):
-the pod range's (here) and the route controller's, one per node
-(kwire.controllers.routes)."""
+the pod and service ranges' (here) and the route controller's (kwire.controllers.routes),
+all on the cluster's bridge."""
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -173,9 +173,15 @@ def plan_underlay(config: ClusterConfig, node_names: list[str] | tuple[str, ...]
     if dup:
         raise UnderlayError(f"duplicate node names: {', '.join(dup)}")
     net = ipaddress.ip_network(config.underlay_cidr)
-    hosts = net.num_addresses - 2
-    if len(node_names) > hosts - 1:
-        raise UnderlayError(f"underlay_cidr {net} has room for {hosts - 1} nodes, "
+    room, below = net.num_addresses - 3, ""
+    pool = config.load_balancer_cidr
+    if pool is not None and ipaddress.ip_network(pool).subnet_of(net):
+        # Node addresses count up from the bottom and must stop below the pool.
+        start = ipaddress.ip_network(pool).network_address
+        room, below = min(room, int(start) - int(net.network_address) - 2), \
+            f" below the load-balancer pool {pool}"
+    if len(node_names) > room:
+        raise UnderlayError(f"underlay_cidr {net} has room for {room} nodes{below}, "
                             f"not {len(node_names)}")
     if not 68 <= mtu <= 65535:
         raise UnderlayError(f"mtu {mtu} is out of range (68-65535)")
@@ -320,18 +326,30 @@ def _claim_pod_range(ip: _Ip, plan: UnderlayPlan) -> None:
     no node has (yet, or any more) then stays on the bridge instead of taking the default
     route out of a real interface, and the range is a host route that every other
     cluster's `kwire up` sees as taken, whatever its state root. The route controller's
-    routes, one per node, are more specific. Another interface's route to exactly this
-    range is refused, never replaced."""
-    found = ip.read("-N", "-4", "route", "show", "exact", plan.pod_cidr, "table", "main") or []
-    if [(r.get("dev"), r.get("gateway"), r.get("protocol")) for r in found] == \
-            [(plan.bridge, None, str(ROUTE_PROTOCOL))]:
-        return
-    if other := next((r for r in found if r.get("dev") != plan.bridge), None):
-        raise UnderlayError(f"the host has a route to the pod range {plan.pod_cidr} that does "
-                            f"not go through {plan.bridge} ({json.dumps(other)}); refusing "
-                            "to replace it")
-    ip.change("route", "replace", plan.pod_cidr, "dev", plan.bridge, "proto",
-              str(ROUTE_PROTOCOL))
+    routes, one per node, are more specific."""
+    _claim_range(ip, plan.bridge, plan.pod_cidr, "pod range")
+
+
+def _claim_range(ip: _Ip, bridge: str, cidr: str, what: str) -> None:
+    """Route `cidr` onto `bridge` with kwire's protocol, unless one of kwire's routes
+    there has it already (the route controller's route via a node, say). Another
+    interface's route to exactly this range is refused, never replaced."""
+    found = ip.read("-N", "-4", "route", "show", "exact", cidr, "table", "main") or []
+    if other := next((r for r in found if r.get("dev") != bridge), None):
+        raise UnderlayError(f"the host has a route to the {what} {cidr} that does not go "
+                            f"through {bridge} ({json.dumps(other)}); refusing to replace it")
+    if not any(r.get("protocol") == str(ROUTE_PROTOCOL) for r in found):
+        ip.change("route", "replace", cidr, "dev", bridge, "proto", str(ROUTE_PROTOCOL))
+
+
+def claim_ranges(bridge: str, ranges: dict[str, str]) -> list[list[str]]:
+    """Route each range (name -> CIDR) onto the existing `bridge` as the pod range is: the
+    service range before the route controller moves it to a node, a load-balancer pool
+    outside the underlay. They go with the bridge. Returns the commands run."""
+    ip = _Ip()
+    for what, cidr in ranges.items():
+        _claim_range(ip, bridge, cidr, what)
+    return ip.changes
 
 
 def _apply_node(ip: _Ip, plan: UnderlayPlan, node: NodeLink) -> None:

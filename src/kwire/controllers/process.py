@@ -13,7 +13,8 @@ from kwire.cluster.pki import load_tokens
 from kwire.controllers import manager
 from kwire.controllers.nodeipam import node_ipam
 from kwire.controllers.perns import root_ca_publisher
-from kwire.controllers.routes import route_controller
+from kwire.controllers.loadbalancer import load_balancer_controller
+from kwire.controllers.routes import ClusterRanges, route_controller
 from kwire.daemon import run_until_signalled
 
 log = logging.getLogger("kwire.controller-manager")
@@ -26,8 +27,9 @@ async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
         await manager.run(client, stop, manager.CONTROLLERS + (
             ("root-ca-cert-publisher", root_ca_publisher(config.ca_cert.read_text())),
             ("nodeipam", node_ipam(config.pod_cidr)),
-            ("route", route_controller(bridge_name(config.name), config.pod_cidr,
-                                       config.underlay_cidr)),))
+            ("route", route_controller(bridge_name(config.name), ClusterRanges.of(config))),
+            ("service-lb", load_balancer_controller(config.load_balancer_cidr,
+                                                    config.underlay_cidr)),))
     finally:
         await client.close()
 
