@@ -4,7 +4,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 APT_PKGS := python3 python3-venv python3-pip ca-certificates iproute2 util-linux busybox-static nginx-light \
             skopeo docker-registry runc conmon containernetworking-plugins iptables nftables \
-            iputils-ping iperf3
+            iputils-ping iperf3 dnsutils conntrack
 
 .PHONY: up down test unit bench deps apt venv
 

@@ -477,6 +477,8 @@ class API:
             return await self.kubelet.log(request, t.namespace, t.name)
         elif sub in ("exec", "attach") and m in ("GET", "POST"):
             return await self.kubelet.stream(request, t.namespace, t.name, sub)
+        elif sub == "portforward" and m in ("GET", "POST"):
+            return await self.kubelet.port_forward(request, t.namespace, t.name)
         else:
             raise errors.not_found_path()
         raise _not_allowed(m)

@@ -1,6 +1,6 @@
-"""pods/log, pods/exec and pods/attach, served as kube-apiserver serves them: check
-the pod and the container here, then proxy to the kubelet API of the pod's node
-(kwire.node.server, in that node's agent).
+"""pods/log, pods/exec, pods/attach and pods/portforward, served as kube-apiserver
+serves them: check the pod and the container here, then proxy to the kubelet API
+of the pod's node (kwire.node.server, in that node's agent).
 
 The node is found from the Pod's spec.nodeName and the Node's status: its
 InternalIP (else ExternalIP, else Hostname: kubeadm's preferred order) and
@@ -14,6 +14,11 @@ the node-agent token and, like kube-apiserver without
   the client's subprotocols, and the client's is then accepted with the one the
   kubelet chose; messages (binary and text) and the close code are relayed.
   Pings are answered on each side by aiohttp.
+- portforward: the same WebSocket relay (kubectl's SPDY tunnelled in binary
+  messages, or the Python client's v4 channels: the kubelet speaks both). Its
+  SPDY fallback (POST, ``Upgrade: SPDY/3.1``) is passed through as
+  kube-apiserver does: the same upgrade asked of the kubelet on a connection
+  of its own, and once both have switched, bytes copied both ways.
 - anything else on exec/attach (kubectl's SPDY fallback is a POST with
   ``Upgrade: SPDY/3.1``) is passed to the kubelet as a plain request: it answers
   with the reason the WebSocket attempt failed, or that SPDY is not served.
@@ -22,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Mapping
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -33,12 +39,16 @@ from kwire.api import errors
 from kwire.api.errors import APIError
 from kwire.api.resources import Resources
 from kwire.api.validation import Cause, forbidden, invalid
+from kwire.node.portforward import end_take_over, parse_ports, take_over, wants_spdy
 
 DEFAULT_KUBELET_PORT = 10250
 ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 CLIENT_CHECK = 1.0
 """Seconds between checks that a followed log's reader is still there."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds to reach a kubelet and get its answer to an upgrade."""
+COPY_SIZE = 64 * 1024
 CLOSE_WAIT = 5.0
 """Seconds to wait for the other side's close once one side has closed."""
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
@@ -97,6 +107,33 @@ class KubeletProxy:
         finally:
             await session.close()
 
+    async def port_forward(self, request: web.Request, namespace: str,
+                           name: str) -> web.StreamResponse:
+        """pods/portforward: the ports (PodPortForwardOptions) are checked here, the
+        rest is the kubelet's."""
+        pod = await self._pod(namespace, name)
+        ports = request.query.getall("ports", [])
+        try:
+            parse_ports(ports)
+        except ValueError as e:
+            raise errors.bad_request(str(e)) from None
+        params = [("ports", p) for p in ports]
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        if wants_spdy(request):
+            return await self._tunnel(request, node, f"/portForward/{quote(namespace, safe='')}/"
+                                                     f"{quote(name, safe='')}", params)
+        url = await self._url(node, "portForward", namespace, name)
+        session = self._session()
+        try:
+            if request.method == "GET" and \
+                    request.headers.get("Upgrade", "").lower() == "websocket":
+                return await self._relay(request, session, url, params)
+            return await _plain(session, request.method, url, params)
+        finally:
+            await session.close()
+
     async def _relay(self, request: web.Request, session: aiohttp.ClientSession, url: str,
                      params: list[tuple[str, str]]) -> web.WebSocketResponse:
         offered = [p.strip() for h in request.headers.getall("Sec-WebSocket-Protocol", ())
@@ -120,18 +157,59 @@ class KubeletProxy:
         finally:
             await upstream.close()
 
+    async def _tunnel(self, request: web.Request, node_name: str, path: str,
+                      params: list[tuple[str, str]]) -> web.StreamResponse:
+        node = await self.res.get(self.res.registry.resource("", "v1", "nodes"), None, node_name)
+        host, port = kubelet_endpoint(node)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=context), CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise APIError(500, f"error dialing backend: {e}", "InternalError")
+        try:
+            lines = [f"POST {path}{'?' + urlencode(params) if params else ''} HTTP/1.1",
+                     f"Host: {f'[{host}]' if ':' in host else host}:{port}",
+                     "Connection: Upgrade",
+                     f"Upgrade: {request.headers.get('Upgrade', '')}", "Content-Length: 0"]
+            lines += [f"X-Stream-Protocol-Version: {v}"
+                      for v in request.headers.getall("X-Stream-Protocol-Version", ())]
+            if self.token:
+                lines.append(f"Authorization: Bearer {self.token}")
+            up_writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            try:
+                status, headers = await asyncio.wait_for(_read_head(up_reader), CONNECT_TIMEOUT)
+                if status != 101:
+                    raise _kubelet_error(status, await up_reader.readexactly(
+                        int(headers.get("content-length") or 0)))
+            except (OSError, ValueError, asyncio.TimeoutError,
+                    asyncio.IncompleteReadError) as e:
+                raise APIError(500, f"error upgrading the kubelet connection: {e!r}",
+                               "InternalError")
+            answer = {k: v for k, v in headers.items()
+                      if k in ("upgrade", "x-stream-protocol-version")}
+            resp, reader, writer = await take_over(request, answer)
+            try:
+                await splice((reader, writer), (up_reader, up_writer))
+            finally:
+                await end_take_over(request, writer)
+            return resp
+        finally:
+            up_writer.close()
+
     # ------------------------------------------------------------------ helpers
 
     async def _pod(self, namespace: str, name: str) -> dict:
         return await self.res.get(self.res.registry.resource("", "v1", "pods"), namespace, name)
 
-    async def _url(self, node_name: str, path: str, namespace: str, pod: str,
-                   container: str) -> str:
+    async def _url(self, node_name: str, path: str, *names: str) -> str:
         node = await self.res.get(self.res.registry.resource("", "v1", "nodes"), None, node_name)
         host, port = kubelet_endpoint(node)
         host = f"[{host}]" if ":" in host else host
         return (f"https://{host}:{port}/{path}/"
-                + "/".join(quote(p, safe="") for p in (namespace, pod, container)))
+                + "/".join(quote(p, safe="") for p in names))
 
     def _session(self) -> aiohttp.ClientSession:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -243,6 +321,36 @@ async def relay(client: web.WebSocketResponse,
         await asyncio.gather(down, up, return_exceptions=True)
 
 
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """An HTTP response's status and headers (lower-cased names)."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split(" ", 2)[1])
+    headers = {}
+    for line in head[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                 b: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+    """Copy bytes both ways until either side ends (TLS has no half-close, and
+    SPDY ends its streams itself)."""
+    async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        while chunk := await src.read(COPY_SIZE):
+            dst.write(chunk)
+            await dst.drain()
+
+    tasks = {asyncio.create_task(copy(a[0], b[1])), asyncio.create_task(copy(b[0], a[1]))}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _copy(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
                 dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
     try:
@@ -251,6 +359,9 @@ async def _copy(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
                 await dst.send_bytes(msg.data)
             elif msg.type == WSMsgType.TEXT:
                 await dst.send_str(msg.data)
+            # let a lost connection be noticed: with messages queued neither call
+            # yields, and writes to a dead socket would go on (asyncio warns of them)
+            await asyncio.sleep(0)
     except ConnectionError:
         pass
 

@@ -1,5 +1,5 @@
-"""The kwire API server process: HTTPS, the store, start-up objects, compaction
-and the embedded controller manager.
+"""The kwire API server process: HTTPS, the store, start-up objects, compaction,
+and the controller manager and DNS server it keeps running as child processes.
 
 Everything runs on one asyncio loop. Store writes are synchronous SQLite calls
 on that loop, which is what keeps allocation and compare-and-swap simple: no two
@@ -103,6 +103,41 @@ async def bootstrap(res: Resources, config: ClusterConfig) -> None:
                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": config.underlay_host_address}],
                      "ports": [{"name": "https", "port": config.api_port, "protocol": "TCP"}]}]})
+    await _bootstrap_kube_dns(res, config)
+
+
+KUBE_DNS_PORTS = [{"name": "dns", "port": 53, "protocol": "UDP"},
+                  {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]
+
+
+async def _bootstrap_kube_dns(res: Resources, config: ClusterConfig) -> None:
+    """kube-system/kube-dns as kubeadm has it, but without a selector: `kwire dns`
+    runs on the host, so its EndpointSlice and Endpoints point at the underlay
+    host address (the service proxy carries cluster_dns there)."""
+    reg = res.registry
+    await res.ensure(reg.resource("", "v1", "services"), {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                                "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"type": "ClusterIP", "clusterIP": config.cluster_dns,
+                 "ports": [{**p, "targetPort": 53} for p in KUBE_DNS_PORTS]}})
+    await res.ensure(reg.resource("discovery.k8s.io", "v1", "endpointslices"), {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"kubernetes.io/service-name": "kube-dns",
+                                "endpointslice.kubernetes.io/managed-by": "apiserver.kwire.io"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [config.underlay_host_address],
+                       "conditions": {"ready": True}}],
+        "ports": [dict(p) for p in KUBE_DNS_PORTS]})
+    await res.ensure(reg.resource("", "v1", "endpoints"), {
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns",
+                                "endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": config.underlay_host_address}],
+                     "ports": [dict(p) for p in KUBE_DNS_PORTS]}]})
 
 
 async def bootstrap_loop(res: Resources, config: ClusterConfig, interval: float = 10) -> None:
@@ -134,16 +169,15 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-async def supervise_controller_manager(config: ClusterConfig, stop: asyncio.Event) -> None:
-    """Keep `kwire controller-manager` running beside the server (restarted if it dies),
-    and stop it with SIGTERM when the server stops. Its output joins the server log."""
-    cmd = [sys.executable, "-m", "kwire.cli.main", "controller-manager",
-           "--config", str(config.config_path)]
+async def supervise(name: str, cmd: list[str], stop: asyncio.Event) -> None:
+    """Keep a child process (the controller manager, the DNS server) running beside
+    the server, restarted if it dies, and stop it with SIGTERM when the server
+    stops. Its output joins the server log."""
     while not stop.is_set():
         proc = await asyncio.create_subprocess_exec(*cmd, preexec_fn=_die_with_parent)
         try:
             await proc.wait()
-            log.warning("controller manager exited with %s; restarting it", proc.returncode)
+            log.warning("%s exited with %s; restarting it", name, proc.returncode)
             await asyncio.sleep(1)
         finally:
             if proc.returncode is None:
@@ -155,10 +189,15 @@ async def supervise_controller_manager(config: ClusterConfig, stop: asyncio.Even
                     await proc.wait()
 
 
+def _kwire(verb: str, config: ClusterConfig) -> list[str]:
+    return [sys.executable, "-m", "kwire.cli.main", verb, "--config", str(config.config_path)]
+
+
 async def run(config: ClusterConfig, stop: asyncio.Event) -> None:
-    # The controller manager starts first: its imports overlap the server's start-up,
-    # and its clients retry until the server answers.
-    tasks = [asyncio.create_task(supervise_controller_manager(config, stop))]
+    # The controller manager and DNS start first: their imports overlap the server's
+    # start-up, and their clients retry until the server answers.
+    tasks = [asyncio.create_task(supervise(name, _kwire(verb, config), stop))
+             for name, verb in (("controller manager", "controller-manager"), ("dns", "dns"))]
     registry = load()
     store = SQLiteStore(str(config.db_path))
     allocator = ServiceAllocator(config.service_cidr, config.node_port_range)

@@ -29,6 +29,7 @@ from kwire.cli.get import get
 from kwire.cli.images import images
 from kwire.cli.logs import logs
 from kwire.cli.node import node_group
+from kwire.cli.portforward import port_forward
 from kwire.cluster import lifecycle
 from kwire.cluster.config import ClusterConfig, ClusterError, load_settings
 
@@ -196,6 +197,22 @@ def controller_manager(config_path: Path, log_level: str) -> None:
     serve(config)
 
 
+@main.command()
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The cluster's config.yaml (written by `kwire up`).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def dns(config_path: Path, log_level: str) -> None:
+    """Serve a cluster's DNS on its underlay host address (the API server starts this itself)."""
+    config = ClusterConfig.load(config_path)
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kwire.dns.server import serve
+
+    serve(config)
+
+
 main.add_command(agent)
 main.add_command(get)
 main.add_command(describe)
@@ -206,6 +223,7 @@ main.add_command(logs)
 main.add_command(exec_command)
 main.add_command(images)
 main.add_command(node_group)
+main.add_command(port_forward)
 
 if __name__ == "__main__":
     main()

@@ -34,6 +34,7 @@ from kwire.node.images.registry import Puller, RegistryUnreachable, registries_f
 from kwire.node.kuberuntime import KubeRuntime, PodSandbox, parse_container_id
 from kwire.node.podactions import BACKOFF_INITIAL, Backoff, Start, compute_actions
 from kwire.node.podstatus import ContainerInfo, PodFacts, latest, pod_status, status_patch
+from kwire.node.portforward import PodTarget
 from kwire.node.runtime.runc import ContainerRuntimeError
 from kwire.node.runtime.sandbox import SandboxError
 from kwire.node.runtime.spec import SpecError, cluster_first_resolv_conf, hosts_file, pod_hostname, resolv_conf
@@ -99,7 +100,7 @@ class Kubelet:
         self.informer = Informer(client, "v1", "pods", field_selector=f"spec.nodeName={config.node}")
         self.service_informer = Informer(client, "v1", "services")
         self.prober = probes.Prober(self._on_probe, self._exec_for, on_event=self._on_probe_event)
-        self.server = KubeletServer(self.locate, runtime.runc, config.token)
+        self.server = KubeletServer(self.locate, runtime.runc, config.token, self.locate_pod)
         self.puller = Puller(images, registries_for(config.cluster_state_dir))
 
     # ------------------------------------------------------------ wiring
@@ -638,6 +639,16 @@ class Kubelet:
                     400, f'container "{container}" in pod "{name}" is waiting to start: {reason}')
             info = instances[-1]
         return ContainerHandle(cid=info.cid, log_path=Path(info.log_path), running=info.running)
+
+    def locate_pod(self, namespace: str, name: str) -> PodTarget:
+        """The network namespace behind a port-forward request (KubeletServer's PodLocator)."""
+        st = next((s for s in self.states.values()
+                   if s.namespace == namespace and s.name == name), None)
+        if st is None:
+            raise ContainerUnavailable(404, f'pod "{name}" not found on node "{self.node}"')
+        if st.sandbox is None:
+            raise ContainerUnavailable(400, f'pod "{name}" has no sandbox yet: it is not running')
+        return PodTarget(st.sandbox.id, st.sandbox.sandbox.netns)
 
 
 def _rv(obj: Mapping) -> int:

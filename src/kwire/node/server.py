@@ -1,10 +1,11 @@
-"""The node agent's kubelet API: what the API server proxies pods/log, pods/exec and
-pods/attach to, as kube-apiserver does to a kubelet's port 10250.
+"""The node agent's kubelet API: what the API server proxies pods/log, pods/exec,
+pods/attach and pods/portforward to, as kube-apiserver does to a kubelet's port 10250.
 
     GET  /healthz
     GET  /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&...
     GET  /exec/{namespace}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=
     GET  /attach/{namespace}/{pod}/{container}?stdin=&stdout=&stderr=&tty=
+    GET  /portForward/{namespace}/{pod}[?ports=80,443]   (kwire.node.portforward)
 
 HTTPS with a self-signed certificate for the node's addresses, made at the first
 start and kept in the node's state (kube-apiserver does not verify a kubelet's
@@ -44,8 +45,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kwire.cluster.config import write_private_file
-from kwire.node import remotecommand
+from kwire.node import portforward, remotecommand
 from kwire.node.logs import LogOptions, flag, read_logs
+from kwire.node.portforward import NetnsDialer, PodTarget
 from kwire.node.remotecommand import Codec, Launch, Session, StreamOptions
 from kwire.node.runtime.runc import Runc, runc_error
 
@@ -83,6 +85,8 @@ class ContainerUnavailable(Exception):
 
 Locator = Callable[[str, str, str, bool], ContainerHandle]
 """(namespace, pod, container, previous) -> ContainerHandle, or raise ContainerUnavailable."""
+PodLocator = Callable[[str, str], PodTarget]
+"""(namespace, pod) -> where its ports are, or raise ContainerUnavailable."""
 
 
 def status_error(code: int, message: str) -> web.Response:
@@ -97,10 +101,13 @@ def status_error(code: int, message: str) -> web.Response:
 class KubeletServer:
     """The kubelet API of one node: ``await start(host, port, cert_dir)``, then
     ``await stop()``. `runc` runs exec; `token` is the node-agent token the API
-    server presents."""
+    server presents; `pods` finds a pod's network namespace for port-forward."""
 
-    def __init__(self, locator: Locator, runc: Runc, token: str):
+    def __init__(self, locator: Locator, runc: Runc, token: str,
+                 pods: PodLocator | None = None):
         self.locator = locator
+        self.pods = pods
+        self.dialer: NetnsDialer | None = None
         self.runc = runc
         self.token = token
         self.sessions: set[web.WebSocketResponse] = set()
@@ -115,6 +122,7 @@ class KubeletServer:
             web.get("/containerLogs/{namespace}/{pod}/{container}", self._logs),
             web.route("*", "/exec/{namespace}/{pod}/{container}", self._exec),
             web.route("*", "/attach/{namespace}/{pod}/{container}", self._attach),
+            web.route("*", "/portForward/{namespace}/{pod}", self._port_forward),
         ])
         app.on_shutdown.append(self._close_sessions)
         return app
@@ -130,6 +138,7 @@ class KubeletServer:
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_cert_chain(cert, key)
             context.set_alpn_protocols(["http/1.1"])
+        self.dialer = NetnsDialer()
         self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, ssl_context=context)
@@ -142,6 +151,9 @@ class KubeletServer:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.dialer is not None:
+            self.dialer.close()
+            self.dialer = None
 
     async def _close_sessions(self, _app: web.Application) -> None:
         for ws in list(self.sessions):
@@ -241,6 +253,44 @@ class KubeletServer:
                     launch = runc_launch(self.runc, handle.cid, command, opts.tty,
                                          Path(tmp) / "pid")
                     await session.exec(lambda size: _spawn(launch, opts, size), command)
+        finally:
+            self.sessions.discard(ws)
+        return ws
+
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        try:
+            if self.pods is None:
+                raise ContainerUnavailable(404, f'pod "{m["pod"]}" not found')
+            target = self.pods(m["namespace"], m["pod"])
+            ports = portforward.parse_ports(request.query.getall("ports", []))
+        except ValueError as e:
+            return status_error(400, str(e))
+        except ContainerUnavailable as e:
+            return status_error(e.code, e.message)
+        if portforward.wants_spdy(request):
+            versions = [v.strip() for h in request.headers.getall("X-Stream-Protocol-Version", ())
+                        for v in h.split(",")]
+            if portforward.PROTOCOL_SPDY not in versions:
+                return status_error(400, f"port-forward protocol {versions} is not supported; "
+                                         f"supports [{portforward.PROTOCOL_SPDY}]")
+            return await portforward.serve_spdy(request, target, self.dialer)
+        if request.method != "GET" or request.headers.get("Upgrade", "").lower() != "websocket":
+            return status_error(400, "port-forward needs an upgrade to WebSocket "
+                                     f"({', '.join(portforward.PROTOCOLS)}) or to SPDY/3.1")
+        offered = remotecommand.offered_protocols(request.headers)
+        protocol = portforward.negotiate(offered)
+        if protocol is None:
+            return status_error(400, f"requested protocol(s) are not supported: "
+                                     f"[{' '.join(offered)}]; supports "
+                                     f"[{' '.join(portforward.PROTOCOLS)}]")
+        if protocol == portforward.PROTOCOL_V4 and not ports:
+            return status_error(400, "query parameter \"port\" is required")
+        ws = web.WebSocketResponse(protocols=[protocol], autoping=True, max_msg_size=0)
+        await ws.prepare(request)
+        self.sessions.add(ws)
+        try:
+            await portforward.serve_websocket(ws, target, ports, self.dialer)
         finally:
             self.sessions.discard(ws)
         return ws
