@@ -890,3 +890,30 @@ async def test_scale_errors(res):
     e = await error(res.get_scale(DEPLOY, "default", "nope"))
     assert (e.code, e.message) == (404, 'deployments.apps "nope" not found')
     assert (await res.get(DEPLOY, "default", "d"))["spec"]["replicas"] == 1
+
+
+SVC = REGISTRY.resource("", "v1", "services")
+
+
+@with_resources
+async def test_service_addresses_follow_creates_updates_and_deletes(res):
+    """Allocation reads an index this process keeps by its own writes: an address is
+    taken while its Service holds it, and free again once it is gone or changed."""
+    def service(name, ip=None, node_port=None):
+        port = {"port": 80, **({"nodePort": node_port} if node_port else {})}
+        return {"metadata": {"name": name},
+                "spec": {"type": "NodePort" if node_port else "ClusterIP",
+                         "ports": [port], **({"clusterIP": ip} if ip else {})}}
+
+    await res.create(SVC, "default", service("a", "10.96.0.50", 30050), W())
+    e = await error(res.create(SVC, "default", service("b", "10.96.0.50"), W()))
+    assert e.code == 422 and "already allocated" in e.message
+    e = await error(res.create(SVC, "default", service("b", node_port=30050), W()))
+    assert e.code == 422 and "already allocated" in e.message
+    a = await res.get(SVC, "default", "a")
+    a["spec"]["type"], a["spec"]["ports"] = "ClusterIP", [{"port": 80}]  # frees 30050
+    await res.update(SVC, "default", "a", a, W())
+    await res.create(SVC, "default", service("b", node_port=30050), W())
+    await res.delete(SVC, "default", "a", DeleteOptions())
+    c = await res.create(SVC, "default", service("c", "10.96.0.50"), W())
+    assert c["spec"]["clusterIP"] == "10.96.0.50"
