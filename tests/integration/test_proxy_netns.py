@@ -192,6 +192,26 @@ def test_a_partial_sync_moves_a_udp_flow_to_the_new_endpoint(lab: Lab):
     assert lab.ask("tcp", DNS_IP, 80) == f"b {CLIENT}"
 
 
+def test_partial_syncs_add_and_remove_services_of_every_size(lab: Lab):
+    """Each change goes in as a patch against the table the kernel holds (new
+    random-<n> and pick-<i> chains, endpoints-<i> maps coming and going)."""
+    assert lab.set_services({"web": (WEB_IP, ["a"])}).full
+    for change in ({"web": (WEB_IP, ["a", "b"])}, {"dns": (DNS_IP, ["b"])},
+                   {"empty": (EMPTY_IP, [])}, {"web": (WEB_IP, ["b"])},
+                   {"empty": (EMPTY_IP, ["a", "b"])}, {"dns": (DNS_IP, [])}):
+        assert not lab.set_services(change).full  # a patch, accepted by nft
+    assert lab.ask("tcp", WEB_IP, 80) == f"b {CLIENT}"
+    assert {lab.ask("tcp", EMPTY_IP, 80) for _ in range(16)} == {f"a {CLIENT}", f"b {CLIENT}"}
+    assert lab.ask("tcp", DNS_IP, 80) == "ConnectionRefusedError"
+    before, after = lab.tracker.update({("default", "empty"): (None, []),
+                                        ("default", "web"): (None, [])})
+    lab.applier.patch(before, after)  # no Service with endpoints is left
+    listing = lab.run_in_node(["nft", "list", "table", "ip", "kwire-proxy"],
+                              capture_output=True, text=True, check=True).stdout
+    assert "map endpoints-" not in listing and "chain pick-" not in listing
+    assert "10.96.0.53 . tcp . 80 : goto reject-chain" in listing
+
+
 def test_a_pod_reaches_itself_through_its_service(lab: Lab):
     lab.set_services({"web": (WEB_IP, ["a"])})
     # hairpin: masqueraded, so a's answer goes back through the node, which un-NATs it

@@ -91,8 +91,13 @@ def test_udp_and_sctp_ports():
     assert str(go(st, "10.96.0.10", 53, "tcp")) == "dnat 10.244.1.6:5353"
     assert str(go(st, "10.96.0.10", 99, "sctp")) == "dnat 10.244.1.6:99"
     text = render(st)
-    assert "10.96.0.10 . udp . 53 . 0 : 10.244.1.6 . 5353" in text
-    assert "10.96.0.10 . sctp . 99 . 0 : 10.244.1.6 . 99" in text
+    line = next(x for x in text.splitlines() if x.startswith("  map endpoints-0 "))
+    assert line.startswith("  map endpoints-0 { type ipv4_addr . inet_proto . inet_service : "
+                           "ipv4_addr . inet_service; elements = { ")
+    for element in ("10.96.0.10 . sctp . 99 : 10.244.1.6 . 99",
+                    "10.96.0.10 . tcp . 53 : 10.244.1.6 . 5353",
+                    "10.96.0.10 . udp . 53 : 10.244.1.6 . 5353"):
+        assert element in line
     assert go(st, "10.96.0.10", 99, "udp").kind == "accept"
 
 
@@ -148,8 +153,8 @@ def test_hairpin_and_off_cluster_sources_are_masqueraded():
         "10.244.1.5 } }" in text
     assert "ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade" \
         in text
-    assert "set cluster-ips { type ipv4_addr . inet_proto . inet_service; elements = { " \
-        "10.96.0.10 . tcp . 80, 10.96.0.10 . tcp . 443 } }" in text
+    line = next(x for x in text.splitlines() if x.startswith("  set cluster-ips "))
+    assert "10.96.0.10 . tcp . 80" in line and "10.96.0.10 . tcp . 443" in line
     assert ("ip daddr . meta l4proto . th dport @cluster-ips ip saddr != 10.244.0.0/16 "
             "jump mark-for-masquerade") in text
     assert go(st, "10.96.0.10", 80, src="172.30.0.1").masquerade == v.endpoints
@@ -259,7 +264,7 @@ def test_external_traffic_policy_ignored_on_clusterip_type():
 
 def test_names_follow_kube_proxy_and_stay_within_nft_limits():
     plain = state([WEB], [WEB_EPS])
-    assert set(plain.chains) == {"random-2"}  # no chain per service or endpoint
+    assert set(plain.chains) == {"random-2", "pick-0", "pick-1"}  # none per service
     assert plain.service_ips[("10.96.0.10", "tcp", 80)] == "goto random-2"
     st = state([svc("web", [port(80, "http")], sessionAffinity="ClientIP")], [WEB_EPS])
     name = chain_name("service", "default/web/tcp/http")
@@ -291,7 +296,8 @@ def test_diff_adds_only_the_new_service():
     lines = _lines(diff(old, new))
     assert all("web" not in line for line in lines)
     assert "add chain ip kwire-proxy random-1" in lines
-    assert "add element ip kwire-proxy service-endpoints { 10.96.0.20 . tcp . 5432 . 0 : " \
+    assert "add rule ip kwire-proxy random-1 goto pick-0" in lines
+    assert "add element ip kwire-proxy endpoints-0 { 10.96.0.20 . tcp . 5432 : " \
         "10.244.1.8 . 5432 }" in lines
     assert lines[-1] == "add element ip kwire-proxy service-ips { 10.96.0.20 . tcp . 5432 : " \
         "goto random-1 }"
@@ -304,25 +310,27 @@ def test_diff_removes_endpoint_and_service():
     one = eps("web", [port(8080, "http"), port(8443, "https")], [ep("10.244.1.5")])
     new = state([WEB], [one])
     lines = _lines(diff(old, new))
-    assert lines[:2] == [
-        "delete element ip kwire-proxy service-endpoints { 10.96.0.10 . tcp . 80 . 1, "
-        "10.96.0.10 . tcp . 443 . 1 }",
+    assert lines == [
         "delete element ip kwire-proxy service-ips { 10.96.0.10 . tcp . 80, "
-        "10.96.0.10 . tcp . 443 }"]
-    assert not any("hairpin" in line for line in lines)  # 10.244.2.5 is on n2
-    assert lines[-3:] == ["flush chain ip kwire-proxy random-2",
-                          "delete chain ip kwire-proxy random-2",
-                          "add element ip kwire-proxy service-ips { 10.96.0.10 . tcp . 80 : "
-                          "goto random-1, 10.96.0.10 . tcp . 443 : goto random-1 }"]
+        "10.96.0.10 . tcp . 443 }",
+        "add chain ip kwire-proxy random-1",
+        "add rule ip kwire-proxy random-1 goto pick-0",
+        "flush chain ip kwire-proxy pick-1",
+        "flush chain ip kwire-proxy random-2",
+        "delete chain ip kwire-proxy pick-1",
+        "delete chain ip kwire-proxy random-2",
+        "delete map ip kwire-proxy endpoints-1",  # after the chain using it, with its elements
+        "add element ip kwire-proxy service-ips { 10.96.0.10 . tcp . 80 : goto random-1, "
+        "10.96.0.10 . tcp . 443 : goto random-1 }"]
     lines = _lines(diff(new, state([], [])))
-    assert lines[0].startswith("delete element ip kwire-proxy service-endpoints {")
-    assert lines[-1].startswith("delete chain")
+    assert lines[0].startswith("delete element ip kwire-proxy service-ips {")
+    assert lines[-1] == "delete map ip kwire-proxy endpoints-0"
 
 
 def test_diff_moves_service_to_no_endpoints():
     old = state([WEB], [WEB_EPS])
     lines = _lines(diff(old, state([WEB], [])))
-    assert lines[1].startswith("delete element ip kwire-proxy service-ips")
+    assert lines[0].startswith("delete element ip kwire-proxy service-ips")
     assert lines[-1] == ("add element ip kwire-proxy no-endpoint-services { 10.96.0.10 . tcp "
                          ". 80 : goto reject-chain, 10.96.0.10 . tcp . 443 : goto reject-chain }")
 

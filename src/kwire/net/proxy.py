@@ -12,9 +12,10 @@ Shape (KEP-3866, with two departures for scale, below):
     then ``ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports``;
   - a Service with no ClientIP affinity and Cluster traffic policies (the common case)
     has no chain of its own: its frontends go to the shared ``random-<n>`` chain, which
-    DNATs to ``service-endpoints[daddr . proto . dport . (numgen random mod n)]``;
-    NodePort, externalIPs and LoadBalancer frontends go through ``external-random-<n>``,
-    which marks for masquerade first;
+    picks ``pick-<i>`` by ``numgen random mod n``; ``pick-<i>`` DNATs to
+    ``endpoints-<i>[daddr . proto . dport]``, the i-th endpoint of whatever Service the
+    packet was sent to. NodePort, externalIPs and LoadBalancer frontends go through
+    ``external-random-<n>``, which marks for masquerade first;
   - otherwise ``service-<hash>-<ns>/<svc>/<proto>/<port>`` (cluster policy): ClientIP
     affinity lookups, then the random choice; ``local-<hash>-...`` the same over this
     node's endpoints only (Local policies); ``external-<hash>-...`` for NodePort,
@@ -37,6 +38,7 @@ Where a chain per service remains, the random choice is iptables mode's cascade
 from __future__ import annotations
 
 import base64
+import functools
 import gc
 import hashlib
 import ipaddress
@@ -56,8 +58,10 @@ SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
 HAIRPIN = "hairpin-endpoints"
 CLUSTER_IPS = "cluster-ips"
-SERVICE_ENDPOINTS = "service-endpoints"
+ENDPOINTS = "endpoints"
+"""endpoints-<i>: frontend -> its i-th endpoint."""
 RANDOM = "random"
+PICK = "pick"
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
 NODEPORT_IPS = "nodeport-ips"
@@ -82,8 +86,8 @@ class Match:
 @dataclass(frozen=True)
 class Rule:
     """Conditions then one action. action: jump/goto (chain), dnat (proto, ip, port),
-    dnat-map (n: the packet's frontend and a random 0..n-1 looked up in the
-    service-endpoints map), update (set, timeout; not a verdict)."""
+    dnat-map (i: the packet's frontend looked up in map endpoints-<i>), random (goto
+    one of the chains, by numgen), update (set, timeout; not a verdict)."""
 
     action: str
     args: tuple = ()
@@ -116,7 +120,10 @@ class State:
     cluster_cidr: str = "10.244.0.0/16"
     endpoints: Mapping[tuple[str, str, int, int], str] = field(default_factory=dict)
     """(frontend ip, proto, port, i) -> "endpoint ip . port": the i-th endpoint of a
-    Service without affinity or Local policies, picked by the shared random-<n> chains."""
+    Service without affinity or Local policies, picked by the shared random-<n> chains;
+    written as map endpoints-<i>."""
+    endpoint_maps: frozenset[int] = frozenset()
+    """The i of every endpoints-<i> map (also of the ones no touched element is in)."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +239,7 @@ def _key_of(svc: Mapping) -> tuple[str, str]:
 
 _MAP_FIELDS = ("endpoints", "service_ips", "service_nodeports", "no_endpoint_services",
                "no_endpoint_nodeports", "chains")
-_SET_FIELDS = ("hairpin", "cluster_ips", "affinity_sets")
+_SET_FIELDS = ("hairpin", "cluster_ips", "affinity_sets", "endpoint_maps")
 
 
 class Tracker:
@@ -253,9 +260,10 @@ class Tracker:
         self.entries: dict[str, dict] = {f: {} for f in (*_MAP_FIELDS, *_SET_FIELDS)}
         """field -> key -> {service key: value}."""
 
-    def update(self, changes: Mapping[tuple[str, str], tuple[Mapping | None, list[Mapping]]]
-               ) -> tuple[State, State]:
-        """changes: service key -> (Service or None when deleted, its EndpointSlices)."""
+    def update(self, changes: Mapping[tuple[str, str], tuple[Mapping | None, list[Mapping]]],
+               views: bool = True) -> tuple[State, State] | None:
+        """changes: service key -> (Service or None when deleted, its EndpointSlices).
+        With views False (a whole table follows anyway) nothing is returned."""
         collecting = gc.isenabled()
         gc.disable()  # 10^5 small objects would make it rescan the callers' caches often
         try:
@@ -263,12 +271,12 @@ class Tracker:
                                        self.cluster_cidr) if svc is not None else None
                      for k, (svc, slices) in changes.items()}
             touched: dict[str, set] = {f: set() for f in self.entries}
-            for k, part in fresh.items():
+            for k, part in fresh.items() if views else ():
                 for p in (self.parts.get(k), part):
                     if p is not None:
                         for f, items in _fields(p):
                             touched[f].update(items)
-            before = self._view(touched)
+            before = self._view(touched) if views else None
             for k, part in fresh.items():
                 old = self.parts.pop(k, None)
                 if old is not None:
@@ -286,7 +294,7 @@ class Tracker:
                         for item in items:
                             entries.setdefault(item, {})[k] = items[item] \
                                 if isinstance(items, dict) else True
-            return before, self._view(touched)
+            return (before, self._view(touched)) if views else None
         finally:
             if collecting:
                 gc.enable()
@@ -298,12 +306,21 @@ class Tracker:
         def pick(f: str) -> dict:
             entries = self.entries[f]
             wanted = entries if keys is None else (k for k in keys[f] if k in entries)
-            return {k: entries[k][max(entries[k])] for k in wanted}
+            return {k: _owned(entries[k]) for k in wanted}
 
         maps = {f: pick(f) for f in _MAP_FIELDS}
         sets = {f: frozenset(pick(f)) for f in _SET_FIELDS}
         return State(**maps, **sets, node_ips=frozenset(self.node_ips),
                      cluster_cidr=self.cluster_cidr)
+
+
+def _owned(owners: dict):
+    """The value of an entry: its one owner's, or the last Service's by namespace/name
+    (shared chains and set elements have one value whoever owns them)."""
+    if len(owners) == 1:
+        return next(iter(owners.values()))
+    first = next(iter(owners.values()))
+    return first if isinstance(first, (bool, tuple)) else owners[max(owners)]
 
 
 def _fields(part: _Draft):
@@ -350,6 +367,7 @@ class _Draft:
     hairpin: set = field(default_factory=set)
     cluster_ips: set = field(default_factory=set)
     endpoints: dict = field(default_factory=dict)
+    endpoint_maps: set = field(default_factory=set)
 
 
 def _add_port(acc: _Draft, svc_id: str, spec: Mapping, port: Mapping, slices: list,
@@ -432,11 +450,12 @@ def _add_shared_port(acc: _Draft, cluster: tuple[str, str, int], eps: list[_Endp
                      node_ips: tuple[str, ...]) -> None:
     """The common case, with no chain of its own: the frontends map to the shared
     random-<n> chain (external ones through external-random-<n>, which masquerades) and
-    their endpoints go into the service-endpoints map."""
+    their i-th endpoints go into map endpoints-<i>."""
     n = len(eps)
     _, proto, port = cluster
     chain, ext_chain = f"{RANDOM}-{n}", f"external-{RANDOM}-{n}"
-    acc.chains[chain] = (Rule("dnat-map", (n,)),)
+    acc.chains.update(_shared_chains(n))
+    acc.endpoint_maps.update(range(n))
     acc.service_ips[cluster] = f"goto {chain}"
     acc.cluster_ips.add(cluster)
     external = [(ip, proto, port) for ip in ext_ips]
@@ -444,12 +463,27 @@ def _add_shared_port(acc: _Draft, cluster: tuple[str, str, int], eps: list[_Endp
         external += [(ip, proto, nodeport) for ip in node_ips]
         acc.service_nodeports[(proto, nodeport)] = f"goto {ext_chain}"
     if external:
-        acc.chains[ext_chain] = (Rule("jump", (MARK_CHAIN,)), Rule("goto", (chain,)))
+        acc.chains[ext_chain] = _external_chain(n)
     acc.service_ips.update({(ip, proto, port): f"goto {ext_chain}" for ip in ext_ips})
     for frontend in [cluster, *external]:
         for i, e in enumerate(eps):
             acc.endpoints[(*frontend, i)] = f"{e.ip} . {e.port}"
     acc.hairpin.update(e.ip for e in eps if e.local)
+
+
+@functools.cache
+def _shared_chains(n: int) -> dict[str, tuple[Rule, ...]]:
+    """random-<n> and the pick-<i> chains it goes to (made once: 10,000 Services share
+    them)."""
+    picks = tuple(f"{PICK}-{i}" for i in range(n))
+    chains = {pick: (Rule("dnat-map", (i,)),) for i, pick in enumerate(picks)}
+    chains[f"{RANDOM}-{n}"] = (Rule("random", picks),) if n > 1 else (Rule("goto", picks),)
+    return chains
+
+
+@functools.cache
+def _external_chain(n: int) -> tuple[Rule, ...]:
+    return Rule("jump", (MARK_CHAIN,)), Rule("goto", (f"{RANDOM}-{n}",))
 
 
 def _affinity_set(e: _Endpoint) -> str:
@@ -510,9 +544,8 @@ _BASE = f"""\
   }}
 """
 
+_ENDPOINTS_TYPE = "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service"
 _MAP_TYPES = {
-    SERVICE_ENDPOINTS: "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 "
-                       ": ip daddr . th dport",
     SERVICE_IPS: "type ipv4_addr . inet_proto . inet_service : verdict",
     NO_ENDPOINT_SERVICES: "type ipv4_addr . inet_proto . inet_service : verdict",
     SERVICE_NODEPORTS: "type inet_proto . inet_service : verdict",
@@ -549,7 +582,10 @@ def render_rule(r: Rule) -> str:
         action = f"meta l4proto {proto} dnat to {ip}:{port}"
     elif r.action == "dnat-map":
         action = (f"meta l4proto {{ tcp, udp, sctp }} dnat ip to ip daddr . meta l4proto . "
-                  f"th dport . numgen random mod {r.args[0]} map @{SERVICE_ENDPOINTS}")
+                  f"th dport map @{ENDPOINTS}-{r.args[0]}")
+    elif r.action == "random":
+        vmap = ", ".join(f"{i} : goto {c}" for i, c in enumerate(r.args))
+        action = f"numgen random mod {len(r.args)} vmap {{ {vmap} }}"
     elif r.action == "update":
         action = f"update @{r.args[0]} {{ ip saddr timeout {r.args[1]}s }}"
     else:
@@ -558,18 +594,24 @@ def render_rule(r: Rule) -> str:
 
 
 def _pairs(ips: Iterable[str]) -> list[str]:
-    return [f"{ip} . {ip}" for ip in sorted(ips)]
+    return [f"{ip} . {ip}" for ip in ips]
 
 
 def _key(k: tuple) -> str:
-    return " . ".join(str(x) for x in k)
+    return " . ".join(map(str, k))
 
 
 def _maps(state: State) -> dict[str, Mapping]:
-    return {SERVICE_ENDPOINTS: state.endpoints,
-            SERVICE_IPS: state.service_ips, SERVICE_NODEPORTS: state.service_nodeports,
+    maps: dict[str, dict] = {f"{ENDPOINTS}-{i}": {} for i in sorted(state.endpoint_maps)}
+    for (ip, proto, port, i), target in state.endpoints.items():
+        maps.setdefault(f"{ENDPOINTS}-{i}", {})[(ip, proto, port)] = target
+    return {**maps, SERVICE_IPS: state.service_ips, SERVICE_NODEPORTS: state.service_nodeports,
             NO_ENDPOINT_SERVICES: state.no_endpoint_services,
             NO_ENDPOINT_NODEPORTS: state.no_endpoint_nodeports}
+
+
+def _map_type(name: str) -> str:
+    return _MAP_TYPES.get(name, _ENDPOINTS_TYPE)
 
 
 def _elements(items: Iterable[str]) -> str:
@@ -585,10 +627,10 @@ def render(state: State) -> str:
     out.append(f"  set {HAIRPIN} {{ type ipv4_addr . ipv4_addr;"
                f"{_elements(_pairs(state.hairpin))} }}")
     out.append(f"  set {CLUSTER_IPS} {{ type {_FRONTEND};"
-               f"{_elements(_key(k) for k in sorted(state.cluster_ips))} }}")
-    for name, elems in _maps(state).items():
-        body = _elements(f"{_key(k)} : {v}" for k, v in sorted(elems.items()))
-        out.append(f"  map {name} {{ {_MAP_TYPES[name]};{body} }}")
+               f"{_elements(_key(k) for k in state.cluster_ips)} }}")
+    for name, elems in _maps(state).items():  # element order is nft's business
+        body = _elements(f"{_key(k)} : {v}" for k, v in elems.items())
+        out.append(f"  map {name} {{ {_map_type(name)};{body} }}")
     out += [f"  set {s} {{ {_SET_TYPE} }}" for s in sorted(state.affinity_sets)]
     out.append(_SERVICES.format(cidr=state.cluster_cidr) + _BASE.rstrip("\n"))
     for name in sorted(state.chains):  # sorted: the same state always reads the same
@@ -606,8 +648,9 @@ def ruleset(services: Iterable[Mapping], endpoint_slices: Iterable[Mapping], nod
 
 def diff(old: State | None, new: State) -> str:
     """Only the changes from ``old`` to ``new``, ordered so one ``nft -f`` transaction
-    never references a missing chain: map elements out, chains and sets in, rules
-    rewritten, chains and sets out, map elements in. ``old`` None is a full resync."""
+    never references a missing chain or map: map elements out, maps, chains and sets in,
+    rules rewritten, chains, sets and maps out, map elements in. ``old`` None is a full
+    resync."""
     if old is None or old.cluster_cidr != new.cluster_cidr:
         return render(new)
     t = f"{FAMILY} {TABLE}"
@@ -615,7 +658,7 @@ def diff(old: State | None, new: State) -> str:
     maps_old, maps_new = _maps(old), _maps(new)
     adds: list[str] = []
     for name in maps_new:
-        o, n = maps_old[name], maps_new[name]
+        o, n = maps_old.get(name, {}), maps_new[name]
         gone = [k for k in sorted(o) if k not in n or n[k] != o[k]]
         if gone:
             out.append(f"delete element {t} {name} {{ {', '.join(_key(k) for k in gone)} }}")
@@ -640,6 +683,9 @@ def diff(old: State | None, new: State) -> str:
     if new.hairpin - old.hairpin:
         adds.insert(0, f"add element {t} {HAIRPIN} "
                     f"{{ {', '.join(_pairs(new.hairpin - old.hairpin))} }}")
+    gone_maps = [name for name in maps_old if name not in maps_new]  # with their elements
+    out += [f"add map {t} {name} {{ {_map_type(name)}; }}"
+            for name in maps_new if name not in maps_old]
     out += [f"add chain {t} {c}" for c in sorted(new.chains) if c not in old.chains]
     out += [f"add set {t} {s} {{ {_SET_TYPE} }}"
             for s in sorted(new.affinity_sets - old.affinity_sets)]
@@ -653,6 +699,7 @@ def diff(old: State | None, new: State) -> str:
     out += [f"flush chain {t} {c}" for c in gone_chains]  # drop references among them
     out += [f"delete chain {t} {c}" for c in gone_chains]
     out += [f"delete set {t} {s}" for s in sorted(old.affinity_sets - new.affinity_sets)]
+    out += [f"delete map {t} {name}" for name in gone_maps]
     out += adds
     return "\n".join(out) + "\n" if out else ""
 
@@ -722,6 +769,9 @@ def _run(state: State, chain: str, p: Packet, marked: bool,
         elif rule.action == "dnat-map":
             eps = _mapped(state, (p.dst, p.proto, p.dport), rule.args[0])
             verdict = Verdict("dnat", eps, eps if marked else frozenset()) if eps else None
+        elif rule.action == "random":
+            picks += [v for v in (_run(state, c, p, marked, sets) for c in rule.args) if v]
+            break
         else:
             continue
         if verdict is not None:
@@ -734,10 +784,10 @@ def _run(state: State, chain: str, p: Packet, marked: bool,
                    frozenset().union(*(v.masquerade for v in picks)))
 
 
-def _mapped(state: State, frontend: tuple[str, str, int], n: int) -> frozenset[str]:
-    """The ``ip:port`` endpoints the service-endpoints map gives a frontend."""
-    found = (state.endpoints.get((*frontend, i)) for i in range(n))
-    return frozenset(v.replace(" . ", ":") for v in found if v)
+def _mapped(state: State, frontend: tuple[str, str, int], i: int) -> frozenset[str]:
+    """The ``ip:port`` map endpoints-<i> gives a frontend (none or one)."""
+    found = state.endpoints.get((*frontend, i))
+    return frozenset({found.replace(" . ", ":")} if found else ())
 
 
 # --- stale UDP conntrack ----------------------------------------------------------------
@@ -753,6 +803,9 @@ def _targets(state: State, chain: str, frontend: tuple[str, str, int]) -> frozen
             found.add(f"{rule.args[1]}:{rule.args[2]}")
         elif rule.action == "dnat-map":
             found |= _mapped(state, frontend, rule.args[0])
+        elif rule.action == "random":
+            for c in rule.args:
+                found |= _targets(state, c, frontend)
     return frozenset(found)
 
 

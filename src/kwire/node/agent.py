@@ -295,9 +295,9 @@ class Agent:
 
         def sync():
             try:
-                before, after = self.tracker.update(changes)
                 if self.proxy.in_sync:
-                    return self.proxy.patch(before, after)
+                    return self.proxy.patch(*self.tracker.update(changes))
+                self.tracker.update(changes, views=False)
             except ProxyError as e:
                 log.warning("partial proxy sync failed (%s); replacing the whole table", e)
             return self.proxy.replace(self.tracker.state())
