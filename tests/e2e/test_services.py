@@ -287,3 +287,12 @@ def test_kubectl_expose_makes_a_working_service(cluster, web_pods, client):
     assert wait_for(lambda: sh(cluster, client, f"timeout 5 wget -qO- http://{ip}:8081",
                                check=False).stdout.strip(), timeout=10,
                     what="exposed service answers") in web_pods
+
+
+def test_every_node_synced_by_patches_after_its_first_whole_table(cluster, nodes):
+    """Runs last: all the Service changes above went in as partial syncs (a refused
+    patch would have fallen back to a whole table, and said so in the agent's log)."""
+    for node in nodes:
+        log = (cluster.state_dir / "nodes" / node / "agent.log").read_text()
+        assert "service proxy: full sync" in log
+        assert "partial proxy sync failed" not in log, node
