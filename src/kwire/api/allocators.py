@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import Iterable
+from collections.abc import Container, Iterable
 
 from kwire.api import validation as v
 from kwire.api.errors import APIError
@@ -35,21 +35,22 @@ class ServiceAllocator:
 
     def allocate(self, svc: dict, old: dict | None, others: Iterable[dict]) -> list[Cause]:
         """Fill spec.clusterIP(s) and nodePorts of svc in place; causes when it cannot."""
-        spec = svc.setdefault("spec", {})
         used_ips, used_ports = set(), set()
         for o in others:
-            os_ = o.get("spec", {})
-            for ip in os_.get("clusterIPs") or [os_.get("clusterIP")]:
-                if ip and ip != "None":
-                    used_ips.add(ip)
-            for p in os_.get("ports") or []:
-                if p.get("nodePort"):
-                    used_ports.add((p["nodePort"], p.get("protocol", "TCP")))
+            ips, ports = addresses(o)
+            used_ips.update(ips)
+            used_ports.update(ports)
+        return self.allocate_among(svc, old, used_ips, used_ports)
+
+    def allocate_among(self, svc: dict, old: dict | None, used_ips: Container[str],
+                       used_ports: Container[tuple[int, str]]) -> list[Cause]:
+        """allocate, given what the other Services hold (an index kept by the caller)."""
+        spec = svc.setdefault("spec", {})
         causes = self._cluster_ip(spec, old, used_ips)
         causes += self._node_ports(spec, old, used_ports)
         return causes
 
-    def _cluster_ip(self, spec: dict, old: dict | None, used: set[str]) -> list[Cause]:
+    def _cluster_ip(self, spec: dict, old: dict | None, used: Container[str]) -> list[Cause]:
         if spec.get("type") == "ExternalName":
             spec.pop("clusterIP", None)
             spec.pop("clusterIPs", None)
@@ -85,7 +86,7 @@ class ServiceAllocator:
         spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
         return []
 
-    def _pick_ip(self, used: set[str]) -> str | None:
+    def _pick_ip(self, used: Container[str]) -> str | None:
         first = int(self.net.network_address) + 1
         last = int(self.net.broadcast_address) - 1
         upper = first + self.static_band
@@ -99,7 +100,8 @@ class ServiceAllocator:
                     return cand
         return None
 
-    def _node_ports(self, spec: dict, old: dict | None, used: set[tuple[int, str]]) -> list[Cause]:
+    def _node_ports(self, spec: dict, old: dict | None,
+                    used: Container[tuple[int, str]]) -> list[Cause]:
         ports = spec.get("ports") or []
         if spec.get("type", "ClusterIP") not in NODE_PORT_TYPES:
             causes = []
@@ -131,11 +133,10 @@ class ServiceAllocator:
             if p.get("nodePort"):
                 continue
             proto = p.get("protocol", "TCP")
-            taken = used | mine
             start = self.rng.randint(lo, hi)
             for n in range(hi - lo + 1):
                 cand = lo + (start - lo + n) % (hi - lo + 1)
-                if (cand, proto) not in taken:
+                if (cand, proto) not in used and (cand, proto) not in mine:
                     p["nodePort"] = cand
                     mine.add((cand, proto))
                     break
@@ -143,3 +144,12 @@ class ServiceAllocator:
                 raise APIError(500, "Internal error occurred: failed to allocate a nodePort: "
                                "range is full", "InternalError")
         return causes
+
+
+def addresses(service: dict) -> tuple[list[str], list[tuple[int, str]]]:
+    """The ClusterIPs and (nodePort, protocol) pairs a Service holds."""
+    spec = service.get("spec") or {}
+    ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"]
+    ports = [(p["nodePort"], p.get("protocol", "TCP")) for p in spec.get("ports") or []
+             if p.get("nodePort")]
+    return ips, ports

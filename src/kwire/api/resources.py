@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kwire.api import errors, schema, smp
-from kwire.api.allocators import ServiceAllocator
+from kwire.api.allocators import ServiceAllocator, addresses
 from kwire.api.errors import APIError
 from kwire.api.registry import Kind, Registry
 from kwire.api.selectors import FieldSelector, LabelSelector, selector_from_object
@@ -107,10 +107,10 @@ class Resources:
         self._ns_kind = registry.resource("", "v1", "namespaces")
         self._svc_kind = registry.resource("", "v1", "services")
         self._pod_kind = registry.resource("", "v1", "pods")
-        self._service_addresses: dict[str, dict] | None = None
-        """Store key -> what allocation needs of each Service (uid, clusterIPs, nodePorts),
-        loaded once and kept by this process's writes, so a create does not read every
-        Service (10,000 Services made each create cost a third of a second)."""
+        self._service_addresses: _AddressIndex | None = None
+        """Which Service holds each ClusterIP and nodePort, loaded once and kept by this
+        process's writes, so a create neither reads nor scans every Service (with 10,000
+        Services, reading them all made each create cost a third of a second)."""
 
     # --- reads -----------------------------------------------------------------
 
@@ -283,13 +283,17 @@ class Resources:
         if kind is self._svc_kind:
             if self._service_addresses is None:
                 listed, _, _ = await self.store.list(key_prefix(kind, None))
-                self._service_addresses = {
-                    object_key(kind, o["metadata"].get("namespace"), o["metadata"]["name"]):
-                        _addresses(o) for o in listed}
-            me = obj["metadata"].get("uid")
-            causes = self.allocator.allocate(
-                obj, old, (o for o in self._service_addresses.values()
-                           if o["metadata"].get("uid") != me))
+                index = _AddressIndex()
+                for o in listed:
+                    index.put(object_key(kind, o["metadata"].get("namespace"),
+                                         o["metadata"]["name"]), o)
+                self._service_addresses = index
+            meta = obj["metadata"]
+            me = object_key(kind, meta.get("namespace"), meta["name"]) if meta.get("name") \
+                else None
+            causes = self.allocator.allocate_among(
+                obj, old, _HeldByOthers(self._service_addresses.ips, me),
+                _HeldByOthers(self._service_addresses.ports, me))
             if causes:
                 raise errors.invalid(kind.kind, obj["metadata"]["name"], causes, kind.group)
 
@@ -297,10 +301,7 @@ class Resources:
         """Keep _service_addresses in step with a write this process just made (the only
         writer of its store)."""
         if kind is self._svc_kind and self._service_addresses is not None:
-            if deleted:
-                self._service_addresses.pop(key, None)
-            else:
-                self._service_addresses[key] = _addresses(stored)
+            self._service_addresses.put(key, None if deleted else stored)
         return stored
 
     # --- update and patch -----------------------------------------------------------
@@ -712,11 +713,37 @@ class WatchStream:
                 return "DELETED", ev.value
 
 
-def _addresses(service: dict) -> dict:
-    """The part of a Service that address allocation reads, copied."""
-    spec = service.get("spec") or {}
-    return {"metadata": {"uid": service["metadata"].get("uid")},
-            "spec": {"clusterIP": spec.get("clusterIP"),
-                     "clusterIPs": list(spec.get("clusterIPs") or []),
-                     "ports": [{"nodePort": p.get("nodePort"), "protocol": p.get("protocol")}
-                               for p in spec.get("ports") or []]}}
+
+class _AddressIndex:
+    """ClusterIP -> Service key and (nodePort, protocol) -> Service key."""
+
+    def __init__(self) -> None:
+        self.ips: dict[str, str] = {}
+        self.ports: dict[tuple[int, str], str] = {}
+        self._held: dict[str, tuple[list, list]] = {}
+
+    def put(self, key: str, service: dict | None) -> None:
+        """What the Service at key holds now (None: it is gone)."""
+        ips, ports = self._held.pop(key, ((), ()))
+        for ip in ips:
+            if self.ips.get(ip) == key:
+                del self.ips[ip]
+        for port in ports:
+            if self.ports.get(port) == key:
+                del self.ports[port]
+        if service is not None:
+            ips, ports = addresses(service)
+            self._held[key] = (ips, ports)
+            self.ips.update(dict.fromkeys(ips, key))
+            self.ports.update(dict.fromkeys(ports, key))
+
+
+class _HeldByOthers:
+    """`x in held` when a Service other than `me` holds x."""
+
+    def __init__(self, owners: dict, me: str | None):
+        self.owners, self.me = owners, me
+
+    def __contains__(self, x) -> bool:
+        owner = self.owners.get(x)
+        return owner is not None and owner != self.me
