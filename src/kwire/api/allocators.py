@@ -1,5 +1,6 @@
 """ClusterIP and NodePort allocation, done when a Service is written (as the
-service REST storage of the real API server does), from the Services that exist.
+service REST storage of the real API server does), given what the other Services
+hold (the API server keeps that index).
 
 The lower band of the service range (the first addresses: 10.96.0.1 for the
 `kubernetes` Service, 10.96.0.10 for kube-dns) is kept for static assignment,
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Container, Iterable
+from collections.abc import Container
 
 from kwire.api import validation as v
 from kwire.api.errors import APIError
@@ -33,18 +34,10 @@ class ServiceAllocator:
         size = self.net.num_addresses
         self.static_band = 0 if size <= 16 else min(max(16, size // 16), 256)
 
-    def allocate(self, svc: dict, old: dict | None, others: Iterable[dict]) -> list[Cause]:
-        """Fill spec.clusterIP(s) and nodePorts of svc in place; causes when it cannot."""
-        used_ips, used_ports = set(), set()
-        for o in others:
-            ips, ports = addresses(o)
-            used_ips.update(ips)
-            used_ports.update(ports)
-        return self.allocate_among(svc, old, used_ips, used_ports)
-
-    def allocate_among(self, svc: dict, old: dict | None, used_ips: Container[str],
-                       used_ports: Container[tuple[int, str]]) -> list[Cause]:
-        """allocate, given what the other Services hold (an index kept by the caller)."""
+    def allocate(self, svc: dict, old: dict | None, used_ips: Container[str],
+                 used_ports: Container[tuple[int, str]]) -> list[Cause]:
+        """Fill spec.clusterIP(s) and nodePorts of svc in place; causes when it cannot.
+        used_*: what the other Services hold (an index the caller keeps)."""
         spec = svc.setdefault("spec", {})
         causes = self._cluster_ip(spec, old, used_ips)
         causes += self._node_ports(spec, old, used_ports)

@@ -94,18 +94,9 @@ class KubeletProxy:
         pod = await self._pod(namespace, name)
         container = container_for(pod, request.query.get("container") or None)
         params = stream_params(request.query, with_command=subresource == "exec")
-        node = (pod.get("spec") or {}).get("nodeName")
-        if not node:
-            raise errors.bad_request(f"pod {name} does not have a host assigned")
-        url = await self._url(node, subresource, namespace, name, container)
-        session = self._session()
-        try:
-            if request.method == "GET" and \
-                    request.headers.get("Upgrade", "").lower() == "websocket":
-                return await self._relay(request, session, url, params)
-            return await _plain(session, request.method, url, params)
-        finally:
-            await session.close()
+        node = _node_of(pod, name)
+        return await self._forward(request, await self._url(node, subresource, namespace,
+                                                            name, container), params)
 
     async def port_forward(self, request: web.Request, namespace: str,
                            name: str) -> web.StreamResponse:
@@ -118,13 +109,16 @@ class KubeletProxy:
         except ValueError as e:
             raise errors.bad_request(str(e)) from None
         params = [("ports", p) for p in ports]
-        node = (pod.get("spec") or {}).get("nodeName")
-        if not node:
-            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        node = _node_of(pod, name)
         if wants_spdy(request):
             return await self._tunnel(request, node, f"/portForward/{quote(namespace, safe='')}/"
                                                      f"{quote(name, safe='')}", params)
-        url = await self._url(node, "portForward", namespace, name)
+        return await self._forward(request, await self._url(node, "portForward", namespace,
+                                                            name), params)
+
+    async def _forward(self, request: web.Request, url: str,
+                       params: list[tuple[str, str]]) -> web.StreamResponse:
+        """A WebSocket upgrade relayed as one, anything else passed on as a plain request."""
         session = self._session()
         try:
             if request.method == "GET" and \
@@ -216,6 +210,14 @@ class KubeletProxy:
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=False), headers=headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+
+
+def _node_of(pod: dict, name: str) -> str:
+    """The node a pod runs on; exec, attach and port-forward need one."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        raise errors.bad_request(f"pod {name} does not have a host assigned")
+    return node
 
 
 def kubelet_endpoint(node: dict) -> tuple[str, int]:

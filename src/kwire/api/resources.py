@@ -291,7 +291,7 @@ class Resources:
             meta = obj["metadata"]
             me = object_key(kind, meta.get("namespace"), meta["name"]) if meta.get("name") \
                 else None
-            causes = self.allocator.allocate_among(
+            causes = self.allocator.allocate(
                 obj, old, _HeldByOthers(self._service_addresses.ips, me),
                 _HeldByOthers(self._service_addresses.ports, me))
             if causes:

@@ -161,12 +161,18 @@ def status(name: str | None) -> None:
         out.print(table)
 
 
+def _process_options(command):
+    """--config and --log-level, for the processes a cluster runs (server, controller
+    manager, DNS)."""
+    command = click.option("--log-level", default="info", show_default=True,
+                           type=click.Choice(["debug", "info", "warning", "error"]))(command)
+    return click.option("--config", "config_path", required=True,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="The cluster's config.yaml (written by `kwire up`).")(command)
+
+
 @main.command()
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The cluster's config.yaml (written by `kwire up`).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@_process_options
 def server(config_path: Path, log_level: str) -> None:
     """Run a cluster's API server in the foreground (until SIGTERM).
 
@@ -181,36 +187,30 @@ def server(config_path: Path, log_level: str) -> None:
     serve(config)
 
 
-@main.command("controller-manager")
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The cluster's config.yaml (written by `kwire up`).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def controller_manager(config_path: Path, log_level: str) -> None:
-    """Run a cluster's controllers (the API server starts this itself)."""
+def _child_config(config_path: Path, log_level: str) -> ClusterConfig:
+    """The cluster config a process the API server starts runs with, logging set up."""
     config = ClusterConfig.load(config_path)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return config
+
+
+@main.command("controller-manager")
+@_process_options
+def controller_manager(config_path: Path, log_level: str) -> None:
+    """Run a cluster's controllers (the API server starts this itself)."""
     from kwire.controllers.process import serve
 
-    serve(config)
+    serve(_child_config(config_path, log_level))
 
 
 @main.command()
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The cluster's config.yaml (written by `kwire up`).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@_process_options
 def dns(config_path: Path, log_level: str) -> None:
     """Serve a cluster's DNS on its underlay host address (the API server starts this itself)."""
-    config = ClusterConfig.load(config_path)
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kwire.dns.server import serve
 
-    serve(config)
+    serve(_child_config(config_path, log_level))
 
 
 main.add_command(agent)

@@ -552,7 +552,6 @@ _MAP_TYPES = {
     NO_ENDPOINT_NODEPORTS: "type inet_proto . inet_service : verdict",
 }
 _SET_TYPE = "type ipv4_addr; flags dynamic,timeout;"
-_FRONTEND = "ipv4_addr . inet_proto . inet_service"
 
 
 def render_match(m: Match) -> str:
@@ -593,8 +592,14 @@ def render_rule(r: Rule) -> str:
     return " ".join([*(render_match(m) for m in r.matches), action])
 
 
-def _pairs(ips: Iterable[str]) -> list[str]:
-    return [f"{ip} . {ip}" for ip in ips]
+_SET_TYPES = {NODEPORT_IPS: "ipv4_addr", HAIRPIN: "ipv4_addr . ipv4_addr",
+              CLUSTER_IPS: "ipv4_addr . inet_proto . inet_service"}
+
+
+def _sets(state: State) -> dict[str, set[str]]:
+    """The element sets' contents, as nft writes them."""
+    return {NODEPORT_IPS: set(state.node_ips), HAIRPIN: {f"{ip} . {ip}" for ip in state.hairpin},
+            CLUSTER_IPS: {_key(k) for k in state.cluster_ips}}
 
 
 def _key(k: tuple) -> str:
@@ -623,11 +628,8 @@ def render(state: State) -> str:
     """The whole table, replacing any previous one, as one ``nft -f`` transaction."""
     out = [f"add table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}",
            f"table {FAMILY} {TABLE} {{"]
-    out.append(f"  set {NODEPORT_IPS} {{ type ipv4_addr;{_elements(sorted(state.node_ips))} }}")
-    out.append(f"  set {HAIRPIN} {{ type ipv4_addr . ipv4_addr;"
-               f"{_elements(_pairs(state.hairpin))} }}")
-    out.append(f"  set {CLUSTER_IPS} {{ type {_FRONTEND};"
-               f"{_elements(_key(k) for k in state.cluster_ips)} }}")
+    out += [f"  set {name} {{ type {_SET_TYPES[name]};{_elements(sorted(elems))} }}"
+            for name, elems in _sets(state).items()]
     for name, elems in _maps(state).items():  # element order is nft's business
         body = _elements(f"{_key(k)} : {v}" for k, v in elems.items())
         out.append(f"  map {name} {{ {_map_type(name)};{body} }}")
@@ -665,24 +667,15 @@ def diff(old: State | None, new: State) -> str:
         new_elems = [f"{_key(k)} : {n[k]}" for k in sorted(n) if o.get(k) != n[k]]
         if new_elems:
             adds.append(f"add element {t} {name} {{ {', '.join(new_elems)} }}")
-    gone_ips = sorted(old.node_ips - new.node_ips)
-    if gone_ips:
-        out.append(f"delete element {t} {NODEPORT_IPS} {{ {', '.join(gone_ips)} }}")
-    new_ips = sorted(new.node_ips - old.node_ips)
-    if new_ips:
-        adds.append(f"add element {t} {NODEPORT_IPS} {{ {', '.join(new_ips)} }}")
-    if old.hairpin - new.hairpin:
-        out.append(f"delete element {t} {HAIRPIN} "
-                   f"{{ {', '.join(_pairs(old.hairpin - new.hairpin))} }}")
-    if old.cluster_ips - new.cluster_ips:
-        out.append(f"delete element {t} {CLUSTER_IPS} "
-                   f"{{ {', '.join(_key(k) for k in sorted(old.cluster_ips - new.cluster_ips))} }}")
-    if new.cluster_ips - old.cluster_ips:
-        adds.insert(0, f"add element {t} {CLUSTER_IPS} "
-                    f"{{ {', '.join(_key(k) for k in sorted(new.cluster_ips - old.cluster_ips))} }}")
-    if new.hairpin - old.hairpin:
-        adds.insert(0, f"add element {t} {HAIRPIN} "
-                    f"{{ {', '.join(_pairs(new.hairpin - old.hairpin))} }}")
+    sets_old, sets_new = _sets(old), _sets(new)
+    set_adds = []
+    for name, elems in sets_new.items():
+        gone, added = sorted(sets_old[name] - elems), sorted(elems - sets_old[name])
+        if gone:
+            out.append(f"delete element {t} {name} {{ {', '.join(gone)} }}")
+        if added:
+            set_adds.append(f"add element {t} {name} {{ {', '.join(added)} }}")
+    adds = set_adds + adds
     gone_maps = [name for name in maps_old if name not in maps_new]  # with their elements
     out += [f"add map {t} {name} {{ {_map_type(name)}; }}"
             for name in maps_new if name not in maps_old]

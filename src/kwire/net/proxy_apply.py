@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kwire.net.proxy import FAMILY, TABLE, State, diff, render, stale_udp
+from kwire.net.proxy import State, diff, render, stale_udp
 
 log = logging.getLogger("kwire.net.proxy")
 
@@ -64,11 +64,6 @@ class ProxyApplier:
                 raise
         flushed = sum(self._flush(*flow) for flow in sorted(stale_udp(before, after)))
         return Synced(False, len(text), flushed)
-
-    def remove(self) -> None:
-        """Take the table away (idempotent): the agent of a node being removed."""
-        self._nft(f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
-        self.in_sync = False
 
     def _nft(self, text: str) -> None:
         r = self._run(["nft", "-f", "-"], input=text, capture_output=True, text=True,
